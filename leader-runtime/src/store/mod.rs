@@ -1,0 +1,83 @@
+//! Where leases are kept: the seam between the election algorithm and the Kubernetes API.
+//!
+//! The elector only needs a consistent read, a create, a compare-and-swap replace and a feed of
+//! changes. [`KubeLeaseStore`] provides them over the API server; the in-memory store in
+//! `testing` module provides them for tests without a cluster.
+
+mod kube;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use tokio::sync::watch;
+
+pub use self::kube::KubeLeaseStore;
+use crate::Result;
+
+/// A boxed, sendable future, as the [`LeaseStore`] methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The namespace and name of a Lease.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseKey {
+    /// The namespace the Lease lives in.
+    pub namespace: String,
+    /// The Lease's name.
+    pub name: String,
+}
+
+impl LeaseKey {
+    /// A key from a namespace and a name.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        LeaseKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for LeaseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The latest state of one Lease as a store's change feed knows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per lease, kept in a watch channel"
+)]
+pub enum Observation {
+    /// The feed cannot vouch for the lease right now (not synced yet, or disconnected):
+    /// whoever depends on it must poll with [`LeaseStore::get`] until it is back.
+    #[default]
+    Unknown,
+    /// The lease does not exist.
+    Absent,
+    /// The lease as last written.
+    Present(Lease),
+}
+
+/// Storage for Lease objects with optimistic concurrency and a change feed.
+///
+/// Errors follow the crate's [`Error`](crate::Error): a lost race on [`create`](Self::create) or
+/// [`replace`](Self::replace) is [`Error::Conflict`](crate::Error::Conflict), a missing lease on
+/// `replace` is [`Error::NotFound`](crate::Error::NotFound), missing rights are
+/// [`Error::Forbidden`](crate::Error::Forbidden), anything else [`Error::Api`](crate::Error::Api).
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Reads the lease as it is now (a quorum read), `None` if it does not exist.
+    fn get<'a>(&'a self, key: &'a LeaseKey) -> BoxFuture<'a, Result<Option<Lease>>>;
+
+    /// Creates the lease; fails with a conflict if it exists already.
+    fn create<'a>(&'a self, key: &'a LeaseKey, lease: Lease) -> BoxFuture<'a, Result<Lease>>;
+
+    /// Replaces the lease if its `metadata.resourceVersion` is still the one in `lease`.
+    fn replace<'a>(&'a self, key: &'a LeaseKey, lease: Lease) -> BoxFuture<'a, Result<Lease>>;
+
+    /// A feed of the lease's latest state. Stores share one feed per namespace among all the
+    /// leases in it; the receiver stays current for as long as the store lives.
+    fn subscribe(&self, key: &LeaseKey) -> watch::Receiver<Observation>;
+}

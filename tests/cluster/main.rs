@@ -1,0 +1,8 @@
+//! Integration tests against a real kube-apiserver and etcd on loopback.
+//!
+//! Run them through the project's test command (`make test`), which builds and starts the local
+//! control plane and points `LEADER_TEST_CONTROL_PLANE` at it. To run them by hand, start one with
+//! `make control-plane` and export what it prints, then `cargo test --test cluster`.
+
+mod lease_api;
+mod support;
