@@ -110,6 +110,11 @@ impl ElectionConfig {
     pub fn hard_stop_grace(&self) -> Duration {
         self.lease_duration.saturating_sub(self.renew_deadline) / 2
     }
+
+    /// `leaseDurationSeconds` as written to the record.
+    pub(crate) fn lease_duration_seconds(&self) -> i32 {
+        i32::try_from(self.lease_duration.as_secs()).unwrap_or(i32::MAX)
+    }
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ pub const RBAC_RULE: &str = "apiGroups: [\"coordination.k8s.io\"], resources: [\
 /// Everything that can go wrong in the election runtime.
 ///
 /// Errors from the API server while campaigning or renewing are not fatal: the runtime retries
-/// them with backoff and shows the latest one in `LeaseStatus::last_error`.
+/// them with backoff and shows the latest one in [`LeaseStatus::last_error`](crate::LeaseStatus).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -185,6 +185,16 @@ pub enum Error {
         since: Duration,
         /// Lease duration plus tolerance.
         limit: Duration,
+    },
+
+    /// Health check: the API server refuses this replica's requests on the lease for lack of
+    /// RBAC rights, so it cannot take part in the election.
+    #[error("election for lease `{lease}` is unhealthy: {message}")]
+    Unhealthy {
+        /// `namespace/name` of the lease.
+        lease: String,
+        /// The refusal, with the RBAC rule that would grant the request.
+        message: String,
     },
 }
 

@@ -4,25 +4,10 @@
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use kube::api::{Api, ObjectMeta, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 
-use crate::support::{Identity, control_plane};
-
-fn lease(name: &str, holder: &str) -> Lease {
-    Lease {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..ObjectMeta::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some(holder.into()),
-            lease_duration_seconds: Some(15),
-            lease_transitions: Some(0),
-            ..LeaseSpec::default()
-        }),
-    }
-}
+use crate::support::{Identity, control_plane, lease};
 
 fn holder(lease: &Lease) -> Option<&str> {
     lease.spec.as_ref()?.holder_identity.as_deref()

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -84,6 +85,22 @@ impl ControlPlane {
     }
 }
 
+/// A Lease object named `name`, held by `holder` for 15 s, ready to create.
+pub(crate) fn lease(name: &str, holder: &str) -> Lease {
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            lease_transitions: Some(0),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
 async fn client_from_kubeconfig(path: &Path) -> Client {
     let kubeconfig = Kubeconfig::read_from(path)
         .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
@@ -91,4 +108,158 @@ async fn client_from_kubeconfig(path: &Path) -> Client {
         .await
         .unwrap_or_else(|error| panic!("loading {}: {error}", path.display()));
     Client::try_from(config).expect("building a kube client")
+}
+
+/// Timings short enough to watch expiry happen in a test: 4 s lease, 3 s renew deadline, 1 s retry.
+pub(crate) const FAST_TIMINGS: [&str; 6] = [
+    "--lease-duration",
+    "4s",
+    "--renew-deadline",
+    "3s",
+    "--retry-period",
+    "1s",
+];
+
+/// A candidate process: `examples/election.rs` running against the control plane.
+pub(crate) struct Candidate {
+    pub(crate) id: String,
+    child: std::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<(std::time::Instant, String)>,
+    /// Every line read so far, with when it was read.
+    pub(crate) seen: Vec<(std::time::Instant, String)>,
+}
+
+impl Candidate {
+    /// Starts a candidate named `id` for `leases` in `namespace`, with extra `options`.
+    pub(crate) fn start(
+        cluster: &ControlPlane,
+        id: &str,
+        namespace: &str,
+        leases: &[String],
+        options: &[&str],
+    ) -> Self {
+        use std::io::BufRead;
+        let binary = example_binary("election");
+        let mut child = std::process::Command::new(&binary)
+            .args([
+                "--kubeconfig".as_ref(),
+                cluster.kubeconfig(Identity::Admin).as_os_str(),
+            ])
+            .args([
+                "--id",
+                id,
+                "--lease-lock-namespace",
+                namespace,
+                "--lease-lock-name",
+                &leases.join(","),
+            ])
+            .args(options)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send((std::time::Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+        Candidate {
+            id: id.to_owned(),
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `limit` for a line containing `text`; returns when it was read.
+    pub(crate) async fn wait_for(
+        &mut self,
+        text: &str,
+        limit: std::time::Duration,
+    ) -> std::time::Instant {
+        if let Some((at, _)) = self.seen.iter().find(|(_, line)| line.contains(text)) {
+            return *at;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some((at, line))) => {
+                    let found = line.contains(text);
+                    self.seen.push((at, line));
+                    if found {
+                        return at;
+                    }
+                }
+                Ok(None) => panic!(
+                    "{} exited without printing {text:?}; it printed {:#?}",
+                    self.id, self.seen
+                ),
+                Err(_) => panic!(
+                    "{} did not print {text:?} within {limit:?}; it printed {:#?}",
+                    self.id, self.seen
+                ),
+            }
+        }
+    }
+
+    /// Takes in the lines printed so far without waiting.
+    pub(crate) fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
+    /// Whether a line containing `text` has been read.
+    pub(crate) fn printed(&mut self, text: &str) -> bool {
+        self.drain();
+        self.seen.iter().any(|(_, line)| line.contains(text))
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, `STOP`, `CONT`) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(
+            status.success(),
+            "kill -{signal} {} failed",
+            self.child.id()
+        );
+    }
+
+    /// Waits for the process to exit and returns whether it exited successfully.
+    pub(crate) fn wait(&mut self) -> bool {
+        self.child
+            .wait()
+            .expect("waiting for a candidate")
+            .success()
+    }
+}
+
+impl Drop for Candidate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The path of a compiled example; `cargo test` builds examples before it runs tests.
+fn example_binary(name: &str) -> PathBuf {
+    let test_binary = std::env::current_exe().expect("locating the test binary");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("examples").join(name);
+    assert!(
+        binary.is_file(),
+        "{} is missing; build the examples first (`cargo test` does, or `cargo build --examples`)",
+        binary.display()
+    );
+    binary
 }

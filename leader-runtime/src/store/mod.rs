@@ -2,7 +2,7 @@
 //!
 //! The elector only needs a consistent read, a create, a compare-and-swap replace and a feed of
 //! changes. [`KubeLeaseStore`] provides them over the API server; the in-memory store in
-//! `testing` module provides them for tests without a cluster.
+//! [`testing`](crate::testing) provides them for tests without a cluster.
 
 mod kube;
 
@@ -64,9 +64,10 @@ pub enum Observation {
 /// Storage for Lease objects with optimistic concurrency and a change feed.
 ///
 /// Errors follow the crate's [`Error`](crate::Error): a lost race on [`create`](Self::create) or
-/// [`replace`](Self::replace) is [`Error::Conflict`](crate::Error::Conflict), a missing lease on
-/// `replace` is [`Error::NotFound`](crate::Error::NotFound), missing rights are
-/// [`Error::Forbidden`](crate::Error::Forbidden), anything else [`Error::Api`](crate::Error::Api).
+/// [`replace`](Self::replace) is [`Error::Conflict`](crate::Error::Conflict), and so is replacing
+/// a lease that was deleted since it was read (the API server checks the object's uid); missing
+/// rights are [`Error::Forbidden`](crate::Error::Forbidden), anything else
+/// [`Error::Api`](crate::Error::Api).
 pub trait LeaseStore: Send + Sync + 'static {
     /// Reads the lease as it is now (a quorum read), `None` if it does not exist.
     fn get<'a>(&'a self, key: &'a LeaseKey) -> BoxFuture<'a, Result<Option<Lease>>>;
@@ -74,7 +75,8 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// Creates the lease; fails with a conflict if it exists already.
     fn create<'a>(&'a self, key: &'a LeaseKey, lease: Lease) -> BoxFuture<'a, Result<Lease>>;
 
-    /// Replaces the lease if its `metadata.resourceVersion` is still the one in `lease`.
+    /// Replaces the lease if its `metadata.resourceVersion` is still the one in `lease`. Only
+    /// replace what was read from the store: an object without a uid would be created instead.
     fn replace<'a>(&'a self, key: &'a LeaseKey, lease: Lease) -> BoxFuture<'a, Result<Lease>>;
 
     /// A feed of the lease's latest state. Stores share one feed per namespace among all the

@@ -1,0 +1,414 @@
+//! The public face of one lease's election: [`Election`], the [`Leadership`] handed to the work,
+//! and the [`LeaseStatus`] anyone can watch.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::store::LeaseKey;
+use crate::{ElectionConfig, Error, Result, Verb};
+
+/// One leadership term: from acquiring the lease until the token fires.
+#[derive(Clone)]
+pub(crate) struct Term {
+    pub(crate) token: CancellationToken,
+    pub(crate) fencing_token: i32,
+    /// The work running in this term; the elector waits for it before anyone else can lead.
+    pub(crate) tracker: TaskTracker,
+}
+
+/// State shared between an [`Election`]'s handles and its elector task.
+pub(crate) struct ElectionShared {
+    pub(crate) key: LeaseKey,
+    pub(crate) identity: String,
+    pub(crate) config: ElectionConfig,
+    /// `Some` while this replica leads.
+    term: watch::Sender<Option<Term>>,
+    /// How many [`Election::lead`] calls wait for a term, and how many run their work.
+    pub(crate) interest: watch::Sender<Interest>,
+    status: watch::Sender<LeaseStatus>,
+}
+
+impl ElectionShared {
+    pub(crate) fn new(key: LeaseKey, identity: String, config: ElectionConfig) -> Self {
+        let status = LeaseStatus {
+            namespace: key.namespace.clone(),
+            lease: key.name.clone(),
+            identity: identity.clone(),
+            lease_duration: config.lease_duration,
+            holder: None,
+            is_leader: false,
+            transitions: None,
+            fencing_token: None,
+            last_renew: None,
+            observed_change: None,
+            last_error: None,
+            permission_denied: false,
+        };
+        ElectionShared {
+            key,
+            identity,
+            config,
+            term: watch::channel(None).0,
+            interest: watch::channel(Interest::default()).0,
+            status: watch::channel(status).0,
+        }
+    }
+
+    pub(crate) fn publish_term(&self, term: Option<Term>) {
+        self.term.send_replace(term);
+    }
+
+    /// Changes the status; watchers are woken only when something changed.
+    pub(crate) fn update_status(&self, change: impl FnOnce(&mut LeaseStatus)) {
+        self.status.send_if_modified(|status| {
+            let before = status.clone();
+            change(status);
+            *status != before
+        });
+    }
+
+    pub(crate) fn record_error(&self, error: &Error) {
+        let message = error.to_string();
+        let permission_denied = matches!(error, Error::Forbidden { .. });
+        self.update_status(|status| {
+            status.last_error = Some(message);
+            status.permission_denied = permission_denied;
+        });
+    }
+
+    pub(crate) fn timeout_error(&self, verb: Verb) -> Error {
+        Error::Api {
+            verb,
+            namespace: self.key.namespace.clone(),
+            name: self.key.name.clone(),
+            message: format!(
+                "no answer within the renew deadline ({:?})",
+                self.config.renew_deadline
+            ),
+            source: None,
+        }
+    }
+}
+
+/// The election for one lease in a [`Runtime`](crate::Runtime).
+///
+/// Cheap to clone; every clone, and every [`Runtime::election`](crate::Runtime::election) call for
+/// the same lease, shares one election.
+#[derive(Clone)]
+pub struct Election {
+    pub(crate) shared: Arc<ElectionShared>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Election {
+    /// Waits until this replica leads the lease, then runs `work` with the [`Leadership`] of that
+    /// term and returns what it returns.
+    ///
+    /// - The replica campaigns only while some `lead` call is waiting or running. When the last
+    ///   one returns, the lease is released so that another replica can take over at once.
+    /// - The work runs as a task owned by the runtime. When leadership ends (renew deadline,
+    ///   another holder, the lease deleted, or shutdown), its token fires. If the work has not
+    ///   returned [`ElectionConfig::hard_stop_grace`] later, it is dropped and this returns
+    ///   [`Error::HardStopped`].
+    /// - It runs once: after losing leadership it is not started again. Call `lead` again (in a
+    ///   loop) to run again in a later term.
+    /// - Dropping the returned future cancels the work's token.
+    ///
+    /// # Errors
+    /// [`Error::ShutDown`] if the runtime shuts down before this replica leads,
+    /// [`Error::HardStopped`] or [`Error::WorkPanicked`] as described above.
+    ///
+    /// ```
+    /// # use leader_runtime::{Runtime, testing::InMemoryLeaseStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> leader_runtime::Result<()> {
+    /// # let runtime = Runtime::builder().store(InMemoryLeaseStore::new()).build().await?;
+    /// let election = runtime.election("billing-sync")?;
+    /// let synced = election
+    ///     .lead(|leadership| async move {
+    ///         // Only one replica gets here at a time. Stop when the token fires.
+    ///         let fencing = leadership.fencing_token();
+    ///         tokio::select! {
+    ///             () = leadership.token().cancelled() => None,
+    ///             () = std::future::ready(()) => Some(fencing),
+    ///         }
+    ///     })
+    ///     .await?;
+    /// assert_eq!(synced, Some(0));
+    /// # runtime.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn lead<F, Fut, T>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce(Leadership) -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let waiting = InterestGuard::waiting(&self.shared);
+        let term = self.wait_for_term().await?;
+        // Counted as running before it stops counting as waiting, so the count never reads idle.
+        let running = InterestGuard::running(&self.shared);
+        drop(waiting);
+        let token = term.token.child_token();
+        let _cancel_on_drop = token.clone().drop_guard();
+        let leadership = Leadership {
+            token: token.clone(),
+            fencing_token: term.fencing_token,
+            key: self.shared.key.clone(),
+            identity: self.shared.identity.clone(),
+        };
+        let future = work(leadership);
+        let grace = self.shared.config.hard_stop_grace();
+        let task = term.tracker.spawn(async move {
+            let _running = running;
+            // A term that ended before the task started runs nothing.
+            if token.is_cancelled() {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                output = future => Some(output),
+                () = async { token.cancelled().await; tokio::time::sleep(grace).await } => None,
+            }
+        });
+        match task.await {
+            Ok(Some(output)) => Ok(output),
+            Ok(None) => Err(Error::HardStopped {
+                lease: self.shared.key.to_string(),
+                grace,
+            }),
+            Err(error) if error.is_panic() => Err(Error::WorkPanicked {
+                lease: self.shared.key.to_string(),
+            }),
+            Err(_) => Err(Error::ShutDown {
+                lease: self.shared.key.to_string(),
+            }),
+        }
+    }
+
+    async fn wait_for_term(&self) -> Result<Term> {
+        let mut terms = self.shared.term.subscribe();
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Err(Error::ShutDown {
+                    lease: self.shared.key.to_string(),
+                });
+            }
+            if let Some(term) = terms
+                .borrow_and_update()
+                .as_ref()
+                .filter(|term| !term.token.is_cancelled())
+            {
+                return Ok(term.clone());
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => {}
+                changed = terms.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::ShutDown { lease: self.shared.key.to_string() });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The election's status, kept current by the runtime. Await
+    /// [`changed`](watch::Receiver::changed) on it to follow leadership changes, as client-go's
+    /// `OnNewLeader` does:
+    ///
+    /// ```
+    /// # use leader_runtime::{Runtime, testing::InMemoryLeaseStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> leader_runtime::Result<()> {
+    /// # let runtime = Runtime::builder().store(InMemoryLeaseStore::new()).build().await?;
+    /// let election = runtime.election("reports")?;
+    /// let mut status = election.status();
+    /// tokio::spawn(async move {
+    ///     let mut last = None;
+    ///     while status.changed().await.is_ok() {
+    ///         let holder = status.borrow_and_update().holder.clone();
+    ///         if holder != last {
+    ///             println!("new leader: {holder:?}");
+    ///             last = holder;
+    ///         }
+    ///     }
+    /// });
+    /// # runtime.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn status(&self) -> watch::Receiver<LeaseStatus> {
+        self.shared.status.subscribe()
+    }
+
+    /// The namespace and name of the lease.
+    pub fn key(&self) -> &LeaseKey {
+        &self.shared.key
+    }
+
+    /// The timings of this election.
+    pub fn config(&self) -> &ElectionConfig {
+        &self.shared.config
+    }
+
+    /// A liveness check with client-go's `HealthzAdaptor` semantics: healthy unless this replica
+    /// believes it leads but has not renewed for longer than the lease duration plus `tolerance`
+    /// (a stuck elector, which a restart fixes). Also unhealthy while the API server refuses the
+    /// runtime for lack of RBAC rights, so the misconfiguration shows.
+    ///
+    /// # Errors
+    /// [`Error::LeaderStuck`], or [`Error::Unhealthy`] with the API server's refusal.
+    pub fn health_check(&self, tolerance: Duration) -> Result<()> {
+        let status = self.shared.status.borrow().clone();
+        if status.is_leader
+            && let Some(last_renew) = status.last_renew
+        {
+            let since = last_renew.elapsed();
+            let limit = status.lease_duration + tolerance;
+            if since > limit {
+                return Err(Error::LeaderStuck {
+                    lease: self.shared.key.to_string(),
+                    since,
+                    limit,
+                });
+            }
+        }
+        match status.last_error {
+            Some(message) if status.permission_denied => Err(Error::Unhealthy {
+                lease: self.shared.key.to_string(),
+                message,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Who in this process wants the lease.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Interest {
+    /// [`Election::lead`] calls waiting for a term: the elector campaigns while there are any.
+    pub(crate) waiting: usize,
+    /// Work running in the current term: the leader holds on while there is any.
+    pub(crate) running: usize,
+}
+
+impl Interest {
+    /// Nobody waits and nothing runs: time to release the lease.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.waiting == 0 && self.running == 0
+    }
+}
+
+/// Counts one waiting call or one running work for as long as it lives.
+struct InterestGuard {
+    shared: Arc<ElectionShared>,
+    count: fn(&mut Interest) -> &mut usize,
+}
+
+impl InterestGuard {
+    fn waiting(shared: &Arc<ElectionShared>) -> Self {
+        Self::new(shared, |interest| &mut interest.waiting)
+    }
+
+    fn running(shared: &Arc<ElectionShared>) -> Self {
+        Self::new(shared, |interest| &mut interest.running)
+    }
+
+    fn new(shared: &Arc<ElectionShared>, count: fn(&mut Interest) -> &mut usize) -> Self {
+        shared
+            .interest
+            .send_modify(|interest| *count(interest) += 1);
+        InterestGuard {
+            shared: Arc::clone(shared),
+            count,
+        }
+    }
+}
+
+impl Drop for InterestGuard {
+    fn drop(&mut self) {
+        let count = self.count;
+        self.shared
+            .interest
+            .send_modify(|interest| *count(interest) = count(interest).saturating_sub(1));
+    }
+}
+
+/// What the work of one leadership term receives.
+#[derive(Clone, Debug)]
+pub struct Leadership {
+    token: CancellationToken,
+    fencing_token: i32,
+    key: LeaseKey,
+    identity: String,
+}
+
+impl Leadership {
+    /// Fires when this term ends: at the latest at the renew deadline after the last successful
+    /// renew was sent, always before any other candidate can consider the lease expired; at once
+    /// when another holder or a deleted lease is seen; and on shutdown. Return promptly once it
+    /// fires: the work is dropped [`ElectionConfig::hard_stop_grace`] later.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// The lease's `leaseTransitions` when this term began: strictly greater than that of every
+    /// earlier leader of the lease. Pass it to the systems you write to, so they can refuse
+    /// writes from an older leader that has not noticed yet that it lost the lease (a paused
+    /// process, for example), which no lease scheme can prevent on its own.
+    pub fn fencing_token(&self) -> i32 {
+        self.fencing_token
+    }
+
+    /// Whether this term is still going on.
+    pub fn is_leading(&self) -> bool {
+        !self.token.is_cancelled()
+    }
+
+    /// The lease this leadership is for.
+    pub fn key(&self) -> &LeaseKey {
+        &self.key
+    }
+
+    /// This replica's identity, as written to the lease's `holderIdentity`.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+}
+
+/// What this replica knows about one lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaseStatus {
+    /// Namespace of the lease.
+    pub namespace: String,
+    /// Name of the lease.
+    pub lease: String,
+    /// This replica's identity.
+    pub identity: String,
+    /// This election's lease duration.
+    pub lease_duration: Duration,
+    /// The holder named by the record as last seen; `None` when nobody holds it.
+    pub holder: Option<String>,
+    /// Whether this replica leads now.
+    pub is_leader: bool,
+    /// `leaseTransitions` as last seen.
+    pub transitions: Option<i32>,
+    /// The fencing token of this replica's current or last term.
+    pub fencing_token: Option<i32>,
+    /// When this replica sent its last successful renew (or acquire) while leading.
+    pub last_renew: Option<Instant>,
+    /// When this replica last saw the record change, on its own clock.
+    pub observed_change: Option<Instant>,
+    /// The last failed request, cleared by the next success.
+    pub last_error: Option<String>,
+    /// Whether that failure was the API server refusing the runtime for lack of RBAC rights.
+    pub permission_denied: bool,
+}

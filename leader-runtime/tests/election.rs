@@ -1,0 +1,497 @@
+//! The election's behaviour, on tokio's paused clock over the in-memory store: several runtimes
+//! on one store act as replicas on one API server.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use leader_runtime::store::LeaseKey;
+use leader_runtime::testing::{Fault, InMemoryLeaseStore};
+use leader_runtime::{ElectionConfig, Error, Leadership, LeaseStatus, Runtime};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, timeout};
+
+const NAMESPACE: &str = "test";
+const LEASE: &str = "job";
+const SECOND: Duration = Duration::from_secs(1);
+
+fn key() -> LeaseKey {
+    LeaseKey::new(NAMESPACE, LEASE)
+}
+
+async fn replica(store: &InMemoryLeaseStore, identity: &str) -> Runtime {
+    Runtime::builder()
+        .store(store.clone())
+        .identity(identity)
+        .namespace(NAMESPACE)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Starts work on `runtime` that runs until its token fires, and reports what happened.
+fn campaign(runtime: &Runtime) -> Campaign {
+    let election = runtime.election(LEASE).unwrap();
+    let (events, watcher) = watch::channel(Vec::new());
+    let events = Arc::new(events);
+    let log = Arc::clone(&events);
+    let task = tokio::spawn(async move {
+        election
+            .lead(move |leadership: Leadership| async move {
+                let fencing = leadership.fencing_token();
+                log.send_modify(|events| events.push(Event::Started(Instant::now(), fencing)));
+                leadership.token().cancelled().await;
+                log.send_modify(|events| events.push(Event::Stopped(Instant::now())));
+                fencing
+            })
+            .await
+    });
+    Campaign {
+        events: watcher,
+        task,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Event {
+    Started(Instant, i32),
+    Stopped(Instant),
+}
+
+struct Campaign {
+    events: watch::Receiver<Vec<Event>>,
+    task: tokio::task::JoinHandle<leader_runtime::Result<i32>>,
+}
+
+impl Campaign {
+    async fn started(&mut self) -> (Instant, i32) {
+        let events = self
+            .events
+            .wait_for(|events| !events.is_empty())
+            .await
+            .unwrap();
+        match events[0] {
+            Event::Started(at, fencing) => (at, fencing),
+            other => panic!("expected a start, got {other:?}"),
+        }
+    }
+
+    async fn stopped(&mut self) -> Instant {
+        let events = self
+            .events
+            .wait_for(|events| events.len() >= 2)
+            .await
+            .unwrap();
+        match events[1] {
+            Event::Stopped(at) => at,
+            other => panic!("expected a stop, got {other:?}"),
+        }
+    }
+
+    fn has_started(&self) -> bool {
+        !self.events.borrow().is_empty()
+    }
+}
+
+async fn status_where(runtime: &Runtime, check: impl FnMut(&LeaseStatus) -> bool) -> LeaseStatus {
+    let mut status = runtime.election(LEASE).unwrap().status();
+    timeout(Duration::from_secs(3600), status.wait_for(check))
+        .await
+        .expect("status never matched")
+        .unwrap()
+        .clone()
+}
+
+fn holder(store: &InMemoryLeaseStore) -> Option<String> {
+    store
+        .lease(&key())?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_candidate_creates_the_lease_and_leads() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    let mut work = campaign(&a);
+    let (_, fencing) = work.started().await;
+    assert_eq!(fencing, 0);
+    let spec = store.lease(&key()).unwrap().spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("a"));
+    assert_eq!(spec.lease_duration_seconds, Some(15));
+    assert_eq!(spec.lease_transitions, Some(0));
+    assert!(spec.acquire_time.is_some() && spec.renew_time.is_some());
+    let status = status_where(&a, |s| s.is_leader).await;
+    assert_eq!(status.holder.as_deref(), Some("a"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn exactly_one_of_three_leads_and_the_others_see_it() {
+    let store = InMemoryLeaseStore::new();
+    let replicas = [
+        replica(&store, "a").await,
+        replica(&store, "b").await,
+        replica(&store, "c").await,
+    ];
+    let mut campaigns: Vec<Campaign> = replicas.iter().map(campaign).collect();
+    sleep(60 * SECOND).await;
+    let leading: Vec<usize> = (0..3).filter(|&i| campaigns[i].has_started()).collect();
+    assert_eq!(leading.len(), 1, "leaders: {leading:?}");
+    let leader = replicas[leading[0]].identity().to_owned();
+    for runtime in &replicas {
+        let status = status_where(runtime, |s| s.holder.is_some()).await;
+        assert_eq!(status.holder.as_deref(), Some(leader.as_str()));
+    }
+    campaigns[leading[0]].started().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_on_shutdown_hands_over_at_once() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    let b = replica(&store, "b").await;
+    let mut first = campaign(&a);
+    first.started().await;
+    let mut second = campaign(&b);
+    sleep(5 * SECOND).await;
+    assert!(!second.has_started());
+
+    let shutdown_at = Instant::now();
+    a.shutdown().await;
+    let stopped = first.stopped().await;
+    let (taken_at, fencing) = second.started().await;
+    assert!(
+        stopped <= taken_at,
+        "the old leader's work stopped before the new one started"
+    );
+    assert!(
+        taken_at - shutdown_at < SECOND,
+        "took {:?}",
+        taken_at - shutdown_at
+    );
+    assert_eq!(fencing, 1);
+    assert_eq!(first.task.await.unwrap().unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_function_releases_the_lease() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    let fencing = a
+        .election(LEASE)
+        .unwrap()
+        .lead(|leadership| async move { leadership.fencing_token() })
+        .await;
+    assert_eq!(fencing.unwrap(), 0);
+    status_where(&a, |s| !s.is_leader && s.holder.is_none()).await;
+    assert_eq!(holder(&store), None);
+    let spec = store.lease(&key()).unwrap().spec.unwrap();
+    assert_eq!(
+        (spec.lease_duration_seconds, spec.lease_transitions),
+        (Some(1), Some(0))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partitioned_leader_stops_before_anyone_can_take_over() {
+    let store = InMemoryLeaseStore::new();
+    let a_connection = store.connection();
+    let a = replica(&a_connection, "a").await;
+    let b = replica(&store, "b").await;
+    let mut first = campaign(&a);
+    first.started().await;
+    let mut second = campaign(&b);
+    sleep(7 * SECOND).await;
+
+    let last_renew = a
+        .election(LEASE)
+        .unwrap()
+        .status()
+        .borrow()
+        .last_renew
+        .unwrap();
+    a_connection.set_fault(Some(Fault::Unreachable));
+    let stopped = first.stopped().await;
+    let (taken_at, fencing) = second.started().await;
+    let config = ElectionConfig::default();
+    assert!(
+        stopped <= last_renew + config.renew_deadline,
+        "token fired {:?} after the last renew",
+        stopped - last_renew
+    );
+    assert!(
+        taken_at >= last_renew + config.lease_duration,
+        "taken over {:?} after the last renew",
+        taken_at - last_renew
+    );
+    assert!(taken_at <= last_renew + config.lease_duration + config.retry_period);
+    assert_eq!(fencing, 1);
+    assert!(
+        status_where(&a, |s| s.last_error.is_some())
+            .await
+            .last_error
+            .unwrap()
+            .contains("connection refused")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_api_server_outage_pauses_the_election_and_it_resumes() {
+    let store = InMemoryLeaseStore::new();
+    store.set_fault(Some(Fault::Unreachable));
+    let a = replica(&store, "a").await;
+    let mut work = campaign(&a);
+    sleep(120 * SECOND).await;
+    assert!(!work.has_started());
+    let requests = store.requests();
+    assert!(
+        requests < 20,
+        "{requests} requests in 2 minutes: no backoff"
+    );
+    store.set_fault(None);
+    timeout(60 * SECOND, work.started())
+        .await
+        .expect("did not lead after the outage");
+}
+
+#[tokio::test(start_paused = true)]
+async fn forbidden_is_reported_in_status_and_health_and_retried() {
+    let store = InMemoryLeaseStore::new();
+    store.set_fault(Some(Fault::Forbidden));
+    let a = replica(&store, "a").await;
+    let mut work = campaign(&a);
+    let status = status_where(&a, |s| s.permission_denied).await;
+    let message = status.last_error.unwrap();
+    assert!(
+        message.contains("may not create leases.coordination.k8s.io in namespace `test`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("verbs: [\"get\", \"list\", \"watch\", \"create\", \"update\"]"),
+        "{message}"
+    );
+    let health = a
+        .election(LEASE)
+        .unwrap()
+        .health_check(Duration::ZERO)
+        .unwrap_err();
+    assert!(matches!(health, Error::Unhealthy { .. }), "{health:?}");
+    store.set_fault(None);
+    work.started().await;
+    a.election(LEASE)
+        .unwrap()
+        .health_check(Duration::ZERO)
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_changed_by_hand_ends_the_term_at_once() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    let mut work = campaign(&a);
+    work.started().await;
+    let edited_at = Instant::now();
+    store.edit(&key(), |lease| {
+        lease.spec.as_mut().unwrap().holder_identity = Some("intruder".into())
+    });
+    let stopped = work.stopped().await;
+    assert!(
+        stopped - edited_at < 100 * Duration::from_millis(1),
+        "{:?}",
+        stopped - edited_at
+    );
+    assert_eq!(holder(&store).as_deref(), Some("intruder"));
+    // The intruder never renews: after a lease duration `a` takes over again, with a higher token.
+    let (_, fencing) = campaign(&a).started().await;
+    assert!(fencing >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_lease_ends_the_term_and_is_recreated_with_a_higher_fencing_token() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    let mut work = campaign(&a);
+    work.started().await;
+    store.edit(&key(), |lease| {
+        lease.spec.as_mut().unwrap().lease_transitions = Some(7)
+    });
+    sleep(3 * SECOND).await; // a renew keeps 7
+    assert!(store.delete(&key()));
+    work.stopped().await;
+    let (_, fencing) = campaign(&a).started().await;
+    assert_eq!(fencing, 8);
+}
+
+fn foreign_lease(duration: Option<i32>, renew_time: Option<MicroTime>) -> Lease {
+    Lease {
+        metadata: ObjectMeta::default(),
+        spec: Some(LeaseSpec {
+            holder_identity: Some("gone".into()),
+            lease_duration_seconds: duration,
+            renew_time,
+            lease_transitions: Some(3),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
+/// How long after we first see `lease` a candidate takes it over, if within `limit`.
+async fn takeover_delay(lease: Lease, limit: Duration) -> Option<Duration> {
+    let store = InMemoryLeaseStore::new();
+    store.put(&key(), lease);
+    let start = Instant::now();
+    let a = replica(&store, "a").await;
+    let mut work = campaign(&a);
+    timeout(limit, work.started())
+        .await
+        .ok()
+        .map(|(at, fencing)| {
+            assert_eq!(fencing, 4);
+            at - start
+        })
+}
+
+#[tokio::test(start_paused = true)]
+async fn odd_lease_durations_never_shorten_the_wait() {
+    for duration in [None, Some(0), Some(-30)] {
+        let delay = takeover_delay(foreign_lease(duration, None), 3600 * SECOND)
+            .await
+            .unwrap();
+        assert!(
+            delay >= 15 * SECOND && delay < 16 * SECOND,
+            "{duration:?}: {delay:?}"
+        );
+    }
+    let delay = takeover_delay(foreign_lease(Some(40), None), 3600 * SECOND)
+        .await
+        .unwrap();
+    assert!(delay >= 40 * SECOND && delay < 41 * SECOND, "{delay:?}");
+    // i32::MAX seconds is 68 years: the holder keeps it for as long as we can wait.
+    assert_eq!(
+        takeover_delay(foreign_lease(Some(i32::MAX), None), 86_400 * SECOND).await,
+        None
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn remote_timestamps_are_not_trusted() {
+    let far_future = MicroTime("2999-01-01T00:00:00Z".parse().unwrap());
+    let delay = takeover_delay(foreign_lease(Some(15), Some(far_future)), 3600 * SECOND)
+        .await
+        .unwrap();
+    assert!(delay >= 15 * SECOND && delay < 16 * SECOND, "{delay:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_ignoring_its_token_is_stopped_before_anyone_else_leads() {
+    let store = InMemoryLeaseStore::new();
+    let a_connection = store.connection();
+    let a = replica(&a_connection, "a").await;
+    let b = replica(&store, "b").await;
+    let dropped = Arc::new(Mutex::new(None));
+    let guard_slot = Arc::clone(&dropped);
+    let stubborn = tokio::spawn({
+        let election = a.election(LEASE).unwrap();
+        async move {
+            election
+                .lead(move |_leadership| async move {
+                    struct SetOnDrop(Arc<Mutex<Option<Instant>>>);
+                    impl Drop for SetOnDrop {
+                        fn drop(&mut self) {
+                            *self.0.lock().unwrap() = Some(Instant::now());
+                        }
+                    }
+                    let _guard = SetOnDrop(guard_slot);
+                    std::future::pending::<()>().await
+                })
+                .await
+        }
+    });
+    status_where(&a, |s| s.is_leader).await;
+    let mut second = campaign(&b);
+    sleep(3 * SECOND).await;
+    a_connection.set_fault(Some(Fault::Unreachable));
+    let result = stubborn.await.unwrap();
+    assert!(
+        matches!(result, Err(Error::HardStopped { grace, .. }) if grace == Duration::from_millis(2500)),
+        "{result:?}"
+    );
+    let (taken_at, _) = second.started().await;
+    let dropped_at = dropped.lock().unwrap().expect("the body was dropped");
+    assert!(
+        dropped_at < taken_at,
+        "work dropped {:?} after the takeover",
+        dropped_at - taken_at
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fencing_tokens_strictly_increase_over_twenty_handovers() {
+    let store = InMemoryLeaseStore::new();
+    let replicas = [replica(&store, "a").await, replica(&store, "b").await];
+    let mut tokens = Vec::new();
+    for round in 0..20 {
+        let runtime = &replicas[round % 2];
+        let token = runtime
+            .election(LEASE)
+            .unwrap()
+            .lead(|leadership| async move { leadership.fencing_token() })
+            .await;
+        tokens.push(token.unwrap());
+    }
+    assert!(
+        tokens.windows(2).all(|pair| pair[0] < pair[1]),
+        "{tokens:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn functions_on_one_lease_share_one_election() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    let mut one = campaign(&a);
+    let mut two = campaign(&a);
+    let (_, first) = one.started().await;
+    let (_, second) = two.started().await;
+    assert_eq!(first, second, "both run in the same term");
+    let other = ElectionConfig::default().with_lease_duration(Duration::from_secs(30));
+    let conflict = a.election_with(NAMESPACE, LEASE, other).err().unwrap();
+    assert!(
+        matches!(conflict, Error::ConflictingSettings { .. }),
+        "{conflict}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_names_and_timings_are_refused_with_their_reason() {
+    let a = replica(&InMemoryLeaseStore::new(), "a").await;
+    let error = a.election("Billing").err().unwrap().to_string();
+    assert!(error.contains("invalid lease name `Billing`"), "{error}");
+    let timings = ElectionConfig::default().with_renew_deadline(Duration::from_secs(30));
+    let error = a
+        .election_with(NAMESPACE, "ok", timings)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("must be longer than renew deadline"),
+        "{error}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_calls_return_shut_down_when_the_runtime_stops() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    let b = replica(&store, "b").await;
+    campaign(&a).started().await;
+    let waiting = campaign(&b);
+    sleep(SECOND).await;
+    b.shutdown().await;
+    assert!(matches!(
+        waiting.task.await.unwrap(),
+        Err(Error::ShutDown { .. })
+    ));
+}
