@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::spawn(lead_forever(election, runtime.identity().to_owned()));
     }
 
-    shutdown_signal().await;
+    leader::runtime::shutdown_signal().await;
     println!("{}: shutting down", runtime.identity());
     runtime.shutdown().await;
     println!("{}: released", runtime.identity());
@@ -117,15 +117,6 @@ async fn report_new_leaders(election: Election, me: String) {
         if status.changed().await.is_err() {
             return;
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
     }
 }
 

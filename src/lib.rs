@@ -1,7 +1,16 @@
 //! Run a function on exactly one replica of a Kubernetes workload.
 //!
-//! `leader` brings client-go's Lease leader election to Rust as attributes. The election runtime is
-//! re-exported as [`runtime`].
+//! `leader` brings client-go's Lease leader election to Rust as two attributes:
+//! `#[leader_only(lease = "...")]` on an `async fn` that takes a leadership token, and
+//! `#[leader_main]` in place of `#[tokio::main]`. The election runtime underneath is
+//! [`runtime`], usable on its own.
 
+mod global;
+#[doc(hidden)]
+pub mod __private;
+
+pub use global::{install_runtime, installed_runtime};
 #[doc(inline)]
 pub use leader_runtime as runtime;
+#[doc(inline)]
+pub use leader_runtime::{CancellationToken, Error, Leadership, Result};

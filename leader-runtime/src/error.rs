@@ -145,6 +145,13 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A leader-only function was called, but no runtime runs in this process.
+    #[error(
+        "no leader runtime is running: call leader-only functions from a program whose `main` has \
+         `#[leader_main]`, or install a runtime first with `leader::install_runtime`"
+    )]
+    NotStarted,
+
     /// The runtime shut down before this replica led, so the work never ran.
     #[error("the leader runtime shut down before this replica became leader of `{lease}`")]
     ShutDown {

@@ -47,5 +47,5 @@ pub use config::{ElectionConfig, JITTER_FACTOR};
 pub use election::{Election, Leadership, LeaseStatus};
 pub use error::{Error, RBAC_RULE, Result, Verb};
 pub use names::{validate_lease_name, validate_namespace};
-pub use runtime::{Runtime, RuntimeBuilder};
+pub use runtime::{Runtime, RuntimeBuilder, shutdown_signal};
 pub use tokio_util::sync::CancellationToken;

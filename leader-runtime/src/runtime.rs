@@ -121,6 +121,11 @@ impl Runtime {
         &self.inner.namespace
     }
 
+    /// The default timings of the runtime's elections.
+    pub fn config(&self) -> &ElectionConfig {
+        &self.inner.config
+    }
+
     /// Every election created so far.
     pub fn elections(&self) -> Vec<Election> {
         let elections = self
@@ -143,6 +148,20 @@ impl Runtime {
         self.inner.shutdown.cancel();
         self.inner.electors.close();
         self.inner.electors.wait().await;
+    }
+}
+
+/// Waits for SIGTERM (what Kubernetes sends to stop a pod) or Ctrl+C, and names the one that came.
+/// Pair it with [`Runtime::shutdown`] to release leases when the process is asked to stop.
+///
+/// # Panics
+/// If the signal handlers cannot be installed (outside a tokio runtime with signals enabled).
+pub async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "Ctrl+C",
+        _ = terminate.recv() => "SIGTERM",
     }
 }
 
