@@ -105,8 +105,16 @@ impl ElectionConfig {
     /// The token fires at the latest at `s + renew_deadline`, where `s` is when the last
     /// successful renew was sent. No other candidate can take over before `s + lease_duration`:
     /// it must see that renew (which happens after `s`) and then see no change for a whole lease
-    /// duration on its own clock. So the work is gone by `s + renew_deadline + grace`, which
-    /// leaves the other half of the margin for clock-rate differences and scheduling delays.
+    /// duration on its own clock, and its write must then win a compare-and-swap on the
+    /// `resourceVersion` it saw. So the work is gone by `s + renew_deadline + grace`, which leaves
+    /// the other half of the margin for clock-rate differences and scheduling delays.
+    ///
+    /// Dropping is cooperative: the work's future is dropped at its next `.await`. Work that
+    /// blocks its thread (synchronous I/O, long computations) cannot be stopped, and on a
+    /// current-thread tokio runtime it also stalls the elector itself. Keep leader work async,
+    /// move blocking parts to `spawn_blocking` and check the token around them, and prefer the
+    /// multi-thread runtime. Tasks the work spawns itself are not tracked: stop them from the
+    /// token.
     pub fn hard_stop_grace(&self) -> Duration {
         self.lease_duration.saturating_sub(self.renew_deadline) / 2
     }

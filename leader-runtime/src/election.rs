@@ -116,6 +116,7 @@ impl Election {
     ///   another holder, the lease deleted, or shutdown), its token fires. If the work has not
     ///   returned [`ElectionConfig::hard_stop_grace`] later, it is dropped and this returns
     ///   [`Error::HardStopped`].
+    ///   Dropping is cooperative (see [`ElectionConfig::hard_stop_grace`]): keep the work async.
     /// - It runs once: after losing leadership it is not started again. Call `lead` again (in a
     ///   loop) to run again in a later term.
     /// - Dropping the returned future cancels the work's token.
@@ -147,49 +148,54 @@ impl Election {
     /// ```
     pub async fn lead<F, Fut, T>(&self, work: F) -> Result<T>
     where
-        F: FnOnce(Leadership) -> Fut,
+        F: FnOnce(Leadership) -> Fut + Send + 'static,
         Fut: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let waiting = InterestGuard::waiting(&self.shared);
-        let term = self.wait_for_term().await?;
-        // Counted as running before it stops counting as waiting, so the count never reads idle.
-        let running = InterestGuard::running(&self.shared);
-        drop(waiting);
-        let token = term.token.child_token();
-        let _cancel_on_drop = token.clone().drop_guard();
-        let leadership = Leadership {
-            token: token.clone(),
-            fencing_token: term.fencing_token,
-            key: self.shared.key.clone(),
-            identity: self.shared.identity.clone(),
-        };
-        let future = work(leadership);
         let grace = self.shared.config.hard_stop_grace();
-        let task = term.tracker.spawn(async move {
-            let _running = running;
-            // A term that ended before the task started runs nothing.
-            if token.is_cancelled() {
-                return None;
-            }
-            tokio::select! {
-                biased;
-                output = future => Some(output),
-                () = async { token.cancelled().await; tokio::time::sleep(grace).await } => None,
-            }
-        });
-        match task.await {
-            Ok(Some(output)) => Ok(output),
-            Ok(None) => Err(Error::HardStopped {
-                lease: self.shared.key.to_string(),
-                grace,
-            }),
-            Err(error) if error.is_panic() => Err(Error::WorkPanicked {
-                lease: self.shared.key.to_string(),
-            }),
-            Err(_) => Err(Error::ShutDown {
-                lease: self.shared.key.to_string(),
-            }),
+        let lease = || self.shared.key.to_string();
+        let mut work = work;
+        loop {
+            let waiting = InterestGuard::waiting(&self.shared);
+            let term = self.wait_for_term().await?;
+            // Counted as running before it stops counting as waiting, so the count never reads idle.
+            let running = InterestGuard::running(&self.shared);
+            drop(waiting);
+            let token = term.token.child_token();
+            let _cancel_on_drop = token.clone().drop_guard();
+            let leadership = Leadership {
+                token: token.clone(),
+                fencing_token: term.fencing_token,
+                key: self.shared.key.clone(),
+                identity: self.shared.identity.clone(),
+            };
+            let task = term.tracker.spawn(async move {
+                let _running = running;
+                // The term may have ended between handing it out and this task starting: then
+                // nothing of the work runs, and it goes back to wait for the next term.
+                if token.is_cancelled() {
+                    return Run::NotStarted(work);
+                }
+                let future = work(leadership);
+                tokio::select! {
+                    biased;
+                    output = future => Run::Finished(output),
+                    () = async { token.cancelled().await; tokio::time::sleep(grace).await } => Run::HardStopped,
+                }
+            });
+            return match task.await {
+                Ok(Run::NotStarted(unused)) => {
+                    work = unused;
+                    continue;
+                }
+                Ok(Run::Finished(output)) => Ok(output),
+                Ok(Run::HardStopped) => Err(Error::HardStopped {
+                    lease: lease(),
+                    grace,
+                }),
+                Err(error) if error.is_panic() => Err(Error::WorkPanicked { lease: lease() }),
+                Err(_) => Err(Error::ShutDown { lease: lease() }),
+            };
         }
     }
 
@@ -258,36 +264,54 @@ impl Election {
         &self.shared.config
     }
 
-    /// A liveness check with client-go's `HealthzAdaptor` semantics: healthy unless this replica
-    /// believes it leads but has not renewed for longer than the lease duration plus `tolerance`
-    /// (a stuck elector, which a restart fixes). Also unhealthy while the API server refuses the
-    /// runtime for lack of RBAC rights, so the misconfiguration shows.
+    /// A liveness check in the spirit of client-go's `HealthzAdaptor`: unhealthy when this replica
+    /// believes it leads but has not renewed for longer than the lease duration plus `tolerance`.
+    /// Since a leader steps down by itself at the renew deadline, that only happens when the
+    /// elector is stuck (its task not polled, e.g. a thread blocked by synchronous work), which a
+    /// restart fixes. Also unhealthy while the API server refuses the runtime for lack of RBAC
+    /// rights, so the misconfiguration shows.
     ///
     /// # Errors
     /// [`Error::LeaderStuck`], or [`Error::Unhealthy`] with the API server's refusal.
     pub fn health_check(&self, tolerance: Duration) -> Result<()> {
         let status = self.shared.status.borrow().clone();
-        if status.is_leader
-            && let Some(last_renew) = status.last_renew
-        {
-            let since = last_renew.elapsed();
-            let limit = status.lease_duration + tolerance;
-            if since > limit {
-                return Err(Error::LeaderStuck {
-                    lease: self.shared.key.to_string(),
-                    since,
-                    limit,
-                });
-            }
-        }
-        match status.last_error {
-            Some(message) if status.permission_denied => Err(Error::Unhealthy {
-                lease: self.shared.key.to_string(),
-                message,
-            }),
-            _ => Ok(()),
+        check_health(&status, tolerance, Instant::now())
+    }
+}
+
+/// The health check over a status, at `now`.
+fn check_health(status: &LeaseStatus, tolerance: Duration, now: Instant) -> Result<()> {
+    let lease = || format!("{}/{}", status.namespace, status.lease);
+    if status.is_leader
+        && let Some(last_renew) = status.last_renew
+    {
+        let since = now.saturating_duration_since(last_renew);
+        let limit = status.lease_duration.saturating_add(tolerance);
+        if since > limit {
+            return Err(Error::LeaderStuck {
+                lease: lease(),
+                since,
+                limit,
+            });
         }
     }
+    match &status.last_error {
+        Some(message) if status.permission_denied => Err(Error::Unhealthy {
+            lease: lease(),
+            message: message.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// How a term's work task ended.
+enum Run<F, T> {
+    /// The term was over before the task started; here is the work back, unstarted.
+    NotStarted(F),
+    /// The work returned.
+    Finished(T),
+    /// The work ignored its token past the grace period and was dropped.
+    HardStopped,
 }
 
 /// Who in this process wants the lease.
@@ -359,10 +383,13 @@ impl Leadership {
         &self.token
     }
 
-    /// The lease's `leaseTransitions` when this term began: strictly greater than that of every
-    /// earlier leader of the lease. Pass it to the systems you write to, so they can refuse
-    /// writes from an older leader that has not noticed yet that it lost the lease (a paused
-    /// process, for example), which no lease scheme can prevent on its own.
+    /// The lease's `leaseTransitions` when this term began: greater than that of every earlier
+    /// holder of the lease, also when this process re-creates a deleted lease (it counts on from
+    /// the highest value it saw). It identifies a holder, not a term: a replica that renews its
+    /// own record after a lapse (say the API server was unreachable past the renew deadline but
+    /// nobody took over) keeps its token. Pass it to the systems you write to, so they can
+    /// refuse writes from an older leader that has not noticed yet that it lost the lease (a
+    /// paused process, for example), which no lease scheme can prevent on its own.
     pub fn fencing_token(&self) -> i32 {
         self.fencing_token
     }
@@ -411,4 +438,57 @@ pub struct LeaseStatus {
     pub last_error: Option<String>,
     /// Whether that failure was the API server refusing the runtime for lack of RBAC rights.
     pub permission_denied: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leader_status(last_renew: Instant) -> LeaseStatus {
+        let shared = ElectionShared::new(
+            LeaseKey::new("ns", "lease"),
+            "me".into(),
+            ElectionConfig::default(),
+        );
+        let mut status = shared.status.borrow().clone();
+        status.is_leader = true;
+        status.last_renew = Some(last_renew);
+        status
+    }
+
+    #[test]
+    fn a_leader_is_stuck_once_it_has_not_renewed_for_lease_duration_plus_tolerance() {
+        let renewed = Instant::now();
+        let status = leader_status(renewed);
+        let tolerance = Duration::from_secs(5);
+        check_health(&status, tolerance, renewed + Duration::from_secs(20)).unwrap();
+        let error =
+            check_health(&status, tolerance, renewed + Duration::from_secs(21)).unwrap_err();
+        assert!(
+            matches!(error, Error::LeaderStuck { since, limit, .. }
+            if since == Duration::from_secs(21) && limit == Duration::from_secs(20)),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_follower_is_never_stuck() {
+        let renewed = Instant::now();
+        let mut status = leader_status(renewed);
+        status.is_leader = false;
+        check_health(&status, Duration::ZERO, renewed + Duration::from_secs(3600)).unwrap();
+    }
+
+    #[test]
+    fn other_errors_than_forbidden_keep_it_healthy() {
+        let mut status = leader_status(Instant::now());
+        status.is_leader = false;
+        status.last_error = Some("connection refused".into());
+        check_health(&status, Duration::ZERO, Instant::now()).unwrap();
+        status.permission_denied = true;
+        assert!(matches!(
+            check_health(&status, Duration::ZERO, Instant::now()),
+            Err(Error::Unhealthy { .. })
+        ));
+    }
 }

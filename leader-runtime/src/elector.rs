@@ -72,6 +72,8 @@ pub(crate) struct Elector {
     /// counting up and fencing tokens keep increasing.
     highest_transitions: Option<i32>,
     failures: u32,
+    /// Keeps the replacement feed open once the store's own feed closed.
+    feed_keepalive: Option<watch::Sender<Observation>>,
 }
 
 impl Elector {
@@ -89,6 +91,7 @@ impl Elector {
             seen: None,
             highest_transitions: None,
             failures: 0,
+            feed_keepalive: None,
         }
     }
 
@@ -101,6 +104,7 @@ impl Elector {
             identity = %self.shared.identity,
         );
         async move {
+            self.absorb_feed();
             while let Some(leading) = self.follow().await {
                 if self.lead(leading).await == TermEnd::Shutdown {
                     break;
@@ -121,7 +125,9 @@ impl Elector {
             if self.shutdown.is_cancelled() {
                 return None;
             }
-            self.absorb_feed();
+            if self.feed.has_changed().unwrap_or(false) {
+                self.absorb_feed();
+            }
             let wanted = interest.borrow_and_update().waiting > 0;
             let mut poll_at = None;
             let mut expires_at = None;
@@ -151,9 +157,14 @@ impl Elector {
             tokio::select! {
                 () = self.shutdown.cancelled() => return None,
                 changed = self.feed.changed() => {
-                    if changed.is_err() {
-                        // The store is gone; poll from now on.
-                        self.feed = watch::channel(Observation::Unknown).1;
+                    if changed.is_ok() {
+                        self.absorb_feed();
+                    } else {
+                        // The store dropped the feed: poll from now on, on a feed that stays
+                        // Unknown (its sender is kept so that it never reports closed again).
+                        let (sender, feed) = watch::channel(Observation::Unknown);
+                        self.feed = feed;
+                        self.feed_keepalive = Some(sender);
                     }
                 }
                 _ = interest.changed() => {}
@@ -208,7 +219,12 @@ impl Elector {
                 .await
             }
             Some(current) => {
-                let lease = record::claimed(current, &shared.identity, &shared.config);
+                let lease = record::claimed(
+                    current,
+                    &shared.identity,
+                    &shared.config,
+                    self.highest_transitions,
+                );
                 timeout_at(
                     sent + shared.config.renew_deadline,
                     self.store.replace(&shared.key, lease),
@@ -281,10 +297,13 @@ impl Elector {
                     }
                 }
                 changed = self.feed.changed(), if !self.feed_closed() => {
-                    if changed.is_ok()
-                        && let Some(end) = self.check_feed_while_leading().await
-                    {
-                        break end;
+                    if changed.is_ok() {
+                        match timeout_at(deadline, self.check_feed_while_leading(&leading.lease)).await {
+                            Err(_) => break TermEnd::RenewDeadline,
+                            Ok(FeedCheck::Lost(end)) => break end,
+                            Ok(FeedCheck::RenewNow) => next_renew = Instant::now(),
+                            Ok(FeedCheck::Fine) => {}
+                        }
                     }
                 }
                 _ = interest.changed() => {}
@@ -301,7 +320,7 @@ impl Elector {
         let mut base = leading.lease.clone();
         for _ in 0..2 {
             let sent = Instant::now();
-            let lease = record::claimed(&base, &shared.identity, &shared.config);
+            let lease = record::claimed(&base, &shared.identity, &shared.config, None);
             match self.store.replace(&shared.key, lease).await {
                 Ok(lease) => {
                     self.succeeded();
@@ -333,32 +352,46 @@ impl Elector {
         }))
     }
 
-    /// A feed event while leading: if it shows the lease gone or held by someone else, confirm
-    /// with a GET (the event may predate our own last write) and end the term if it holds.
-    async fn check_feed_while_leading(&mut self) -> Option<TermEnd> {
+    /// A feed event while leading. If it shows the lease gone or held by someone else, confirm
+    /// with a GET (the event may predate our own last write) and end the term if it holds. If it
+    /// shows our lease edited otherwise (say a shorter `leaseDurationSeconds`, which followers
+    /// start using at once), renew at once so the record is ours again. The caller bounds this
+    /// by the renew deadline.
+    async fn check_feed_while_leading(&mut self, ours: &Lease) -> FeedCheck {
         let feed = self.feed.borrow_and_update().clone();
         let suspicious = match &feed {
             Observation::Unknown => false,
             Observation::Absent => true,
-            Observation::Present(lease) => record::holder(lease) != Some(&self.shared.identity),
+            Observation::Present(lease) if record::holder(lease) == Some(&self.shared.identity) => {
+                return if record::same_record(lease, ours) {
+                    FeedCheck::Fine
+                } else {
+                    FeedCheck::RenewNow
+                };
+            }
+            Observation::Present(_) => true,
         };
         if !suspicious {
-            return None;
+            return FeedCheck::Fine;
         }
         match self.store.get(&self.shared.key).await {
             Ok(None) => {
                 self.observe(None);
-                Some(TermEnd::Deleted)
+                FeedCheck::Lost(TermEnd::Deleted)
             }
             Ok(Some(lease)) => {
                 let ours = record::holder(&lease) == Some(&self.shared.identity);
                 self.observe(Some(lease));
-                (!ours).then_some(TermEnd::OtherHolder)
+                if ours {
+                    FeedCheck::Fine
+                } else {
+                    FeedCheck::Lost(TermEnd::OtherHolder)
+                }
             }
             // Cannot confirm: keep leading; the renew deadline still bounds the term.
             Err(error) => {
                 self.shared.record_error(&error);
-                None
+                FeedCheck::Fine
             }
         }
     }
@@ -381,24 +414,30 @@ impl Elector {
         }
     }
 
-    /// Writes the record with no holder so that another candidate takes over at once.
+    /// Writes the record with no holder so that another candidate takes over at once; gives up
+    /// after the renew deadline (the lease then expires on its own).
     async fn release(&mut self, ours: Lease) {
+        let deadline = Instant::now() + self.shared.config.renew_deadline;
+        if timeout_at(deadline, self.try_release(ours)).await.is_err() {
+            warn!("releasing the lease timed out; it expires on its own");
+        }
+    }
+
+    async fn try_release(&mut self, ours: Lease) {
         let shared = Arc::clone(&self.shared);
-        let deadline = Instant::now() + shared.config.renew_deadline;
         let mut base = ours;
         for _ in 0..2 {
-            let attempt = timeout_at(
-                deadline,
-                self.store.replace(&shared.key, record::released(&base)),
-            )
-            .await;
-            match attempt {
-                Ok(Ok(lease)) => {
+            match self
+                .store
+                .replace(&shared.key, record::released(&base))
+                .await
+            {
+                Ok(lease) => {
                     info!("released the lease");
                     self.observe(Some(lease));
                     return;
                 }
-                Ok(Err(error)) if error.is_conflict() => match self.store.get(&shared.key).await {
+                Err(error) if error.is_conflict() => match self.store.get(&shared.key).await {
                     Ok(Some(current)) if record::holder(&current) == Some(&shared.identity) => {
                         base = current
                     }
@@ -412,12 +451,8 @@ impl Elector {
                         return;
                     }
                 },
-                Ok(Err(error)) => {
+                Err(error) => {
                     warn!(%error, "could not release the lease; it expires on its own");
-                    return;
-                }
-                Err(_) => {
-                    warn!("releasing the lease timed out; it expires on its own");
                     return;
                 }
             }
@@ -515,9 +550,15 @@ impl Elector {
         let backoff = base
             .saturating_mul(1 << self.failures.saturating_sub(1).min(5))
             .min(MAX_BACKOFF.max(base));
+        // A change on the feed (a release, say) means the API server is talking again: retry now.
         tokio::select! {
             () = self.shutdown.cancelled() => {}
             () = tokio::time::sleep(backoff) => {}
+            changed = self.feed.changed(), if !self.feed_closed() => {
+                if changed.is_ok() {
+                    self.absorb_feed();
+                }
+            }
         }
     }
 
@@ -543,6 +584,16 @@ enum Step {
     WaitUntil(Instant),
     /// Someone else holds it for an unmeasurably long time.
     WaitForChange,
+}
+
+/// What a feed event means for the leader.
+enum FeedCheck {
+    /// Nothing to do.
+    Fine,
+    /// Our record was edited: renew at once.
+    RenewNow,
+    /// The term is over.
+    Lost(TermEnd),
 }
 
 /// How a renew failed.

@@ -71,16 +71,24 @@ pub(crate) fn new_lease(
 
 /// `current` rewritten to name `identity` as holder, as client-go's acquire-or-renew does: a
 /// renew (we hold it already) keeps `acquireTime` and `leaseTransitions`, a take-over sets
-/// `acquireTime` and adds one to `leaseTransitions`. Metadata (resourceVersion, labels) and the
-/// Coordinated Leader Election fields are kept.
-pub(crate) fn claimed(current: &Lease, identity: &str, config: &ElectionConfig) -> Lease {
+/// `acquireTime` and adds one to `leaseTransitions`, counting from `floor` (the highest value we
+/// ever saw) if that is higher, so fencing tokens keep increasing even if someone re-created the
+/// lease from zero. Metadata (resourceVersion, uid, labels) and the Coordinated Leader Election
+/// fields are kept.
+pub(crate) fn claimed(
+    current: &Lease,
+    identity: &str,
+    config: &ElectionConfig,
+    floor: Option<i32>,
+) -> Lease {
     let now = now();
     let renewing = holder(current) == Some(identity);
     let mut lease = current.clone();
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
     if !renewing {
         spec.acquire_time = Some(now.clone());
-        spec.lease_transitions = Some(transitions(current).saturating_add(1));
+        let base = transitions(current).max(floor.unwrap_or(0));
+        spec.lease_transitions = Some(base.saturating_add(1));
     } else if spec.lease_transitions.is_none_or(|t| t < 0) {
         spec.lease_transitions = Some(0);
     }
@@ -159,9 +167,9 @@ mod tests {
             lease_transitions: Some(4),
             ..LeaseSpec::default()
         });
-        let taken = claimed(&held, "b", &config);
+        let taken = claimed(&held, "b", &config, None);
         assert_eq!((holder(&taken), transitions(&taken)), (Some("b"), 5));
-        let renewed = claimed(&taken, "b", &config);
+        let renewed = claimed(&taken, "b", &config, None);
         assert_eq!(transitions(&renewed), 5);
         assert_eq!(
             renewed.spec.as_ref().unwrap().acquire_time,
@@ -173,13 +181,24 @@ mod tests {
     }
 
     #[test]
+    fn a_takeover_counts_up_from_the_highest_transitions_seen() {
+        let recreated = lease_with(LeaseSpec {
+            holder_identity: Some("go".into()),
+            lease_transitions: Some(0),
+            ..LeaseSpec::default()
+        });
+        let taken = claimed(&recreated, "me", &ElectionConfig::default(), Some(5));
+        assert_eq!(transitions(&taken), 6);
+    }
+
+    #[test]
     fn negative_or_overflowing_transitions_do_not_panic() {
         let negative = lease_with(LeaseSpec {
             lease_transitions: Some(-3),
             ..LeaseSpec::default()
         });
         assert_eq!(
-            transitions(&claimed(&negative, "x", &ElectionConfig::default())),
+            transitions(&claimed(&negative, "x", &ElectionConfig::default(), None)),
             1
         );
         let max = lease_with(LeaseSpec {
@@ -187,7 +206,7 @@ mod tests {
             ..LeaseSpec::default()
         });
         assert_eq!(
-            transitions(&claimed(&max, "x", &ElectionConfig::default())),
+            transitions(&claimed(&max, "x", &ElectionConfig::default(), None)),
             i32::MAX
         );
     }

@@ -41,6 +41,7 @@ struct Inner {
     shutdown: CancellationToken,
     electors: TaskTracker,
     elections: Mutex<HashMap<LeaseKey, Election>>,
+    renames: HashMap<String, String>,
 }
 
 impl Runtime {
@@ -69,6 +70,7 @@ impl Runtime {
         name: &str,
         config: ElectionConfig,
     ) -> Result<Election> {
+        let name = self.inner.renames.get(name).map_or(name, String::as_str);
         validate_namespace(namespace)?;
         validate_lease_name(name)?;
         config.validate()?;
@@ -174,9 +176,18 @@ pub struct RuntimeBuilder {
     identity: Option<String>,
     namespace: Option<String>,
     config: Option<ElectionConfig>,
+    renames: HashMap<String, String>,
 }
 
 impl RuntimeBuilder {
+    /// Uses the Lease `to` wherever the program asks for lease `from`, for example to run two
+    /// deployments of one binary in one namespace, or to honour a `--lease-lock-name` flag for a
+    /// lease named in a `#[leader_only]` attribute.
+    pub fn rename_lease(mut self, from: impl Into<String>, to: impl Into<String>) -> Self {
+        self.renames.insert(from.into(), to.into());
+        self
+    }
+
     /// The API client to use. Default: inferred from the environment (in-cluster configuration,
     /// then `$KUBECONFIG` or `~/.kube/config`).
     pub fn client(mut self, client: kube::Client) -> Self {
@@ -192,6 +203,9 @@ impl RuntimeBuilder {
     }
 
     /// This replica's identity. Default: `POD_NAME` or the hostname, plus a random suffix.
+    ///
+    /// Identities must be unique among the candidates of a lease: two processes with the same
+    /// identity each take the record as their own, and both lead (client-go behaves the same).
     pub fn identity(mut self, identity: impl Into<String>) -> Self {
         self.identity = Some(identity.into());
         self
@@ -255,6 +269,7 @@ impl RuntimeBuilder {
                 shutdown: CancellationToken::new(),
                 electors: TaskTracker::new(),
                 elections: Mutex::new(HashMap::new()),
+                renames: self.renames,
             }),
         })
     }

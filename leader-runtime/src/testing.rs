@@ -40,6 +40,9 @@ pub enum Fault {
     Unreachable,
     /// Requests are refused for lack of RBAC rights.
     Forbidden,
+    /// Requests are never answered, while the change feed keeps working (a stalled API server
+    /// behind a watch connection that is still open).
+    Hang,
 }
 
 /// Leases kept in memory, with resourceVersions, conflicts and change feeds like the API server's.
@@ -96,7 +99,7 @@ impl Connection {
     /// Fails a request if a fault is set.
     fn check(&self, verb: Verb, key: &LeaseKey) -> Result<()> {
         match self.fault() {
-            None => Ok(()),
+            None | Some(Fault::Hang) => Ok(()),
             Some(Fault::Unreachable) => Err(Error::Api {
                 verb,
                 namespace: key.namespace.clone(),
@@ -158,6 +161,13 @@ impl InMemoryLeaseStore {
         lock(&self.leases)
     }
 
+    /// Never returns while this connection has [`Fault::Hang`].
+    async fn hang_if_set(&self) {
+        if self.connection.fault() == Some(Fault::Hang) {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Counts a request and fails it if this connection has a fault.
     fn request(&self, verb: Verb, key: &LeaseKey) -> Result<MutexGuard<'_, Leases>> {
         let mut leases = self.leases();
@@ -172,7 +182,7 @@ impl InMemoryLeaseStore {
     }
 
     /// Changes a stored lease behind the runtime's back, as `kubectl edit` would. Returns whether
-    /// the lease existed.
+    /// the lease existed. `change` runs under the store's lock: it must not use the store.
     pub fn edit(&self, key: &LeaseKey, change: impl FnOnce(&mut Lease)) -> bool {
         let mut leases = self.leases();
         let Some(mut lease) = leases.leases.get(key).cloned() else {
@@ -216,6 +226,7 @@ impl InMemoryLeaseStore {
 impl LeaseStore for InMemoryLeaseStore {
     fn get<'a>(&'a self, key: &'a LeaseKey) -> BoxFuture<'a, Result<Option<Lease>>> {
         Box::pin(async move {
+            self.hang_if_set().await;
             let leases = self.request(Verb::Get, key)?;
             Ok(leases.leases.get(key).cloned())
         })
@@ -223,6 +234,7 @@ impl LeaseStore for InMemoryLeaseStore {
 
     fn create<'a>(&'a self, key: &'a LeaseKey, lease: Lease) -> BoxFuture<'a, Result<Lease>> {
         Box::pin(async move {
+            self.hang_if_set().await;
             let mut leases = self.request(Verb::Create, key)?;
             if leases.leases.contains_key(key) {
                 return Err(conflict(Verb::Create, key));
@@ -233,6 +245,7 @@ impl LeaseStore for InMemoryLeaseStore {
 
     fn replace<'a>(&'a self, key: &'a LeaseKey, lease: Lease) -> BoxFuture<'a, Result<Lease>> {
         Box::pin(async move {
+            self.hang_if_set().await;
             let mut leases = self.request(Verb::Update, key)?;
             // A deleted lease fails the API server's uid precondition: a conflict, like a stale one.
             let current = leases

@@ -495,3 +495,116 @@ async fn waiting_calls_return_shut_down_when_the_runtime_stops() {
         Err(Error::ShutDown { .. })
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_renamed_lease_is_the_one_written() {
+    let store = InMemoryLeaseStore::new();
+    let runtime = Runtime::builder()
+        .store(store.clone())
+        .identity("a")
+        .namespace(NAMESPACE)
+        .rename_lease("report", "report-staging")
+        .build()
+        .await
+        .unwrap();
+    let election = runtime.election("report").unwrap();
+    assert_eq!(election.key().name, "report-staging");
+    election.lead(|_| async {}).await.unwrap();
+    assert!(
+        store
+            .lease(&LeaseKey::new(NAMESPACE, "report-staging"))
+            .is_some()
+    );
+    assert!(store.lease(&LeaseKey::new(NAMESPACE, "report")).is_none());
+    let bad = Runtime::builder()
+        .store(store)
+        .rename_lease("x", "Not Valid")
+        .build()
+        .await
+        .unwrap();
+    assert!(matches!(bad.election("x"), Err(Error::InvalidName { .. })));
+}
+
+/// Regression: the GET that confirms another holder while leading was not bounded by the renew
+/// deadline, so a stalled API server could keep the token from firing while a follower took over.
+#[tokio::test(start_paused = true)]
+async fn regression_a_hanging_confirmation_cannot_delay_the_token() {
+    let store = InMemoryLeaseStore::new();
+    let a_connection = store.connection();
+    let a = replica(&a_connection, "a").await;
+    let mut work = campaign(&a);
+    work.started().await;
+    let last_renew = a
+        .election(LEASE)
+        .unwrap()
+        .status()
+        .borrow()
+        .last_renew
+        .unwrap();
+    a_connection.set_fault(Some(Fault::Hang));
+    store.edit(&key(), |lease| {
+        lease.spec.as_mut().unwrap().holder_identity = Some("intruder".into())
+    });
+    let stopped = timeout(60 * SECOND, work.stopped())
+        .await
+        .expect("the token never fired");
+    let config = ElectionConfig::default();
+    assert!(
+        stopped <= last_renew + config.renew_deadline,
+        "fired {:?} after the last renew",
+        stopped - last_renew
+    );
+}
+
+/// Regression: a `lead` call handed a term that ended before its task started reported
+/// `HardStopped` although its work never ran; it must wait for the next term instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_work_that_never_ran_is_not_reported_as_hard_stopped() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    let election = a.election(LEASE).unwrap();
+    for round in 0..2000 {
+        let result = election.lead(|_| async {}).await;
+        assert!(result.is_ok(), "round {round}: {result:?}");
+    }
+}
+
+/// Regression: a takeover counted transitions from the record alone, so after someone re-created
+/// the lease from zero our next fencing token could be lower than one we had handed out.
+#[tokio::test(start_paused = true)]
+async fn regression_fencing_tokens_survive_a_lease_recreated_from_zero() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    let mut first = campaign(&a);
+    first.started().await;
+    store.edit(&key(), |lease| {
+        lease.spec.as_mut().unwrap().lease_transitions = Some(5)
+    });
+    sleep(3 * SECOND).await;
+    assert!(store.delete(&key()));
+    first.stopped().await;
+    store.put(&key(), foreign_lease(Some(4), None)); // someone else re-creates it, counting from 3
+    let (_, fencing) = campaign(&a).started().await;
+    assert!(
+        fencing > 5,
+        "fencing token {fencing} after having handed out 5"
+    );
+}
+
+/// An edit of our record other than the holder (a shorter lease duration, which followers start
+/// using at once) is answered by an immediate renew that puts our record back.
+#[tokio::test(start_paused = true)]
+async fn an_edited_lease_duration_is_renewed_over_at_once() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    campaign(&a).started().await;
+    store.edit(&key(), |lease| {
+        lease.spec.as_mut().unwrap().lease_duration_seconds = Some(1)
+    });
+    sleep(Duration::from_millis(10)).await;
+    let spec = store.lease(&key()).unwrap().spec.unwrap();
+    assert_eq!(
+        (spec.holder_identity.as_deref(), spec.lease_duration_seconds),
+        (Some("a"), Some(15))
+    );
+}
