@@ -18,8 +18,34 @@ use crate::{ElectionConfig, Error, Result, Verb};
 pub(crate) struct Term {
     pub(crate) token: CancellationToken,
     pub(crate) fencing_token: i32,
+    /// When the term ends unless renewed: send time of the last successful renew + renew deadline.
+    pub(crate) deadline: Deadline,
     /// The work running in this term; the elector waits for it before anyone else can lead.
     pub(crate) tracker: TaskTracker,
+}
+
+/// The end of a term as last extended by a renew, readable by the work without the elector.
+#[derive(Clone, Debug)]
+pub(crate) struct Deadline(Arc<std::sync::Mutex<Instant>>);
+
+impl Deadline {
+    pub(crate) fn new(at: Instant) -> Self {
+        Deadline(Arc::new(std::sync::Mutex::new(at)))
+    }
+
+    pub(crate) fn get(&self) -> Instant {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn set(&self, at: Instant) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
 }
 
 /// State shared between an [`Election`]'s handles and its elector task.
@@ -165,6 +191,7 @@ impl Election {
             let _cancel_on_drop = token.clone().drop_guard();
             let leadership = Leadership {
                 token: token.clone(),
+                deadline: term.deadline.clone(),
                 fencing_token: term.fencing_token,
                 key: self.shared.key.clone(),
                 identity: self.shared.identity.clone(),
@@ -369,6 +396,7 @@ impl Drop for InterestGuard {
 #[derive(Clone, Debug)]
 pub struct Leadership {
     token: CancellationToken,
+    deadline: Deadline,
     fencing_token: i32,
     key: LeaseKey,
     identity: String,
@@ -395,8 +423,26 @@ impl Leadership {
     }
 
     /// Whether this term is still going on.
+    ///
+    /// Unlike `token().is_cancelled()`, this also reads the clock: past the term's deadline it
+    /// fires the token itself and answers `false`, even if the runtime has not run since. Check
+    /// it before each unit of work, so that a process resumed after a pause (SIGSTOP, a frozen
+    /// VM) does not start one more unit of work on a lease it may have lost.
     pub fn is_leading(&self) -> bool {
-        !self.token.is_cancelled()
+        if self.token.is_cancelled() {
+            return false;
+        }
+        if Instant::now() >= self.deadline.get() {
+            self.token.cancel();
+            return false;
+        }
+        true
+    }
+
+    /// When this term ends unless renewed first: the send time of the last successful renew
+    /// plus the renew deadline. Useful as a timeout for writes done as leader.
+    pub fn valid_until(&self) -> Instant {
+        self.deadline.get()
     }
 
     /// The lease this leadership is for.
@@ -469,6 +515,24 @@ mod tests {
             if since == Duration::from_secs(21) && limit == Duration::from_secs(20)),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn is_leading_reads_the_clock_and_fires_the_token_past_the_deadline() {
+        let leadership = |deadline| Leadership {
+            token: CancellationToken::new(),
+            deadline: Deadline::new(deadline),
+            fencing_token: 1,
+            key: LeaseKey::new("ns", "lease"),
+            identity: "me".into(),
+        };
+        let current = leadership(Instant::now() + Duration::from_secs(10));
+        assert!(current.is_leading() && !current.token().is_cancelled());
+        // As after a SIGSTOP: the deadline passed while nothing ran, the elector included.
+        let resumed = leadership(Instant::now() - Duration::from_millis(1));
+        assert!(!resumed.token().is_cancelled(), "nobody fired it yet");
+        assert!(!resumed.is_leading());
+        assert!(resumed.token().is_cancelled(), "is_leading fired it");
     }
 
     #[test]

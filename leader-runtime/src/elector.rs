@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::election::{ElectionShared, Term};
+use crate::election::{Deadline, ElectionShared, Term};
 use crate::record;
 use crate::store::{LeaseStore, Observation};
 use crate::{Error, Result};
@@ -244,7 +244,7 @@ impl Elector {
                 let fencing_token = record::transitions(&lease);
                 info!(fencing_token, "became leader");
                 Ok(Some(Leading {
-                    term: Term::new(fencing_token),
+                    term: Term::new(fencing_token, sent + shared.config.renew_deadline),
                     lease,
                     renewed_at: sent,
                 }))
@@ -327,6 +327,10 @@ impl Elector {
                     self.observe(Some(lease.clone()));
                     leading.lease = lease;
                     leading.renewed_at = sent;
+                    leading
+                        .term
+                        .deadline
+                        .set(sent + shared.config.renew_deadline);
                     shared.update_status(|status| status.last_renew = Some(sent));
                     return Ok(());
                 }
@@ -612,10 +616,11 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 impl Term {
-    fn new(fencing_token: i32) -> Self {
+    fn new(fencing_token: i32, deadline: Instant) -> Self {
         Term {
             token: CancellationToken::new(),
             fencing_token,
+            deadline: Deadline::new(deadline),
             tracker: TaskTracker::new(),
         }
     }
