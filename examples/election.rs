@@ -16,10 +16,14 @@
 //!
 //! Options: `--lease-lock-name` may be a comma-separated list to run one election per name in
 //! one runtime; `--lease-duration`, `--renew-deadline` and `--retry-period` take `15s` or
-//! `500ms`.
+//! `500ms`. `--work-interval 500ms` makes the leader do a unit of work (print `working on ...`)
+//! every interval, checking `Leadership::is_leading()` before each one; `--timestamps` starts
+//! every line with the machine's monotonic clock (`[<seconds>.<nanoseconds>] `), as the fault
+//! campaign (`tests/cluster/faults.rs`) reads them.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use leader::runtime::{Election, ElectionConfig, Runtime};
@@ -30,6 +34,18 @@ struct Options {
     leases: Vec<String>,
     namespace: Option<String>,
     config: ElectionConfig,
+    work_interval: Option<Duration>,
+    timestamps: bool,
+}
+
+/// Set from `--timestamps` before anything is printed.
+static TIMESTAMPS: AtomicBool = AtomicBool::new(false);
+
+/// Prints one line of output, after the monotonic clock under `--timestamps`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        print_line(format_args!($($arg)*))
+    };
 }
 
 #[tokio::main]
@@ -41,6 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let options = parse_options()?;
+    TIMESTAMPS.store(options.timestamps, Ordering::Relaxed);
 
     let mut builder = Runtime::builder().config(options.config);
     if let Some(path) = &options.kubeconfig {
@@ -63,30 +80,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             election.clone(),
             runtime.identity().to_owned(),
         ));
-        tokio::spawn(lead_forever(election, runtime.identity().to_owned()));
+        tokio::spawn(lead_forever(
+            election,
+            runtime.identity().to_owned(),
+            options.work_interval,
+        ));
     }
 
     leader::runtime::shutdown_signal().await;
-    println!("{}: shutting down", runtime.identity());
+    say!("{}: shutting down", runtime.identity());
     runtime.shutdown().await;
-    println!("{}: released", runtime.identity());
+    say!("{}: released", runtime.identity());
     Ok(())
 }
 
 /// Leads whenever possible, working until the leadership token fires.
-async fn lead_forever(election: Election, me: String) {
+async fn lead_forever(election: Election, me: String, work_interval: Option<Duration>) {
     let lease = election.key().name.clone();
     loop {
         let result = election
-            .lead(|leadership| {
+            .lead({
                 let (me, lease) = (me.clone(), lease.clone());
-                async move {
-                    println!(
-                        "{me}: leading {lease} (fencing token {})",
-                        leadership.fencing_token()
-                    );
+                move |leadership| async move {
+                    let token = leadership.fencing_token();
+                    say!("{me}: leading {lease} (fencing token {token})");
+                    if let Some(every) = work_interval {
+                        // `is_leading()` reads the clock: a process resumed after a pause
+                        // longer than its renew deadline stops here, before another unit.
+                        while leadership.is_leading() {
+                            say!("{me}: working on {lease} (fencing token {token})");
+                            tokio::select! {
+                                () = leadership.token().cancelled() => {}
+                                () = tokio::time::sleep(every) => {}
+                            }
+                        }
+                    }
                     leadership.token().cancelled().await;
-                    println!("{me}: stopped leading {lease}");
+                    say!("{me}: stopped leading {lease}");
                 }
             })
             .await;
@@ -108,7 +138,7 @@ async fn report_new_leaders(election: Election, me: String) {
         if holder != last {
             match &holder {
                 Some(holder) if *holder != me => {
-                    println!("{me}: new leader of {}: {holder}", election.key().name);
+                    say!("{me}: new leader of {}: {holder}", election.key().name);
                 }
                 _ => {}
             }
@@ -127,6 +157,8 @@ fn parse_options() -> Result<Options, String> {
         leases: vec!["my-leader-election-lock".into()],
         namespace: None,
         config: ElectionConfig::default(),
+        work_interval: None,
+        timestamps: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -141,6 +173,8 @@ fn parse_options() -> Result<Options, String> {
             "--lease-duration" => options.config.lease_duration = parse_duration(&value()?)?,
             "--renew-deadline" => options.config.renew_deadline = parse_duration(&value()?)?,
             "--retry-period" => options.config.retry_period = parse_duration(&value()?)?,
+            "--work-interval" => options.work_interval = Some(parse_duration(&value()?)?),
+            "--timestamps" => options.timestamps = true,
             other => {
                 return Err(format!(
                     "unknown option {other}; see the header of examples/election.rs"
@@ -160,4 +194,33 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("duration `{text}` needs a unit: `15s` or `500ms`"));
     };
     parsed.map_err(|error| format!("duration `{text}`: {error}"))
+}
+
+fn print_line(line: std::fmt::Arguments<'_>) {
+    match TIMESTAMPS
+        .load(Ordering::Relaxed)
+        .then(monotonic_now)
+        .flatten()
+    {
+        Some((seconds, nanoseconds)) => println!("[{seconds}.{nanoseconds:09}] {line}"),
+        None => println!("{line}"),
+    }
+}
+
+/// The machine's monotonic clock (`CLOCK_MONOTONIC`, which `Instant` reads on Linux) as seconds
+/// and nanoseconds, the clock the Go peer stamps its lines with too. `std` has no accessor for
+/// the raw reading and this workspace forbids `unsafe`, so it comes from `Instant`'s `Debug`
+/// form, `Instant { tv_sec: 12, tv_nsec: 345 }`; `None` if that form ever changes.
+fn monotonic_now() -> Option<(u64, u32)> {
+    let text = format!("{:?}", Instant::now());
+    let field = |name: &str| {
+        let start = text.find(name)? + name.len();
+        let digits: String = text[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u64>().ok()
+    };
+    let nanoseconds = u32::try_from(field("tv_nsec: ")?).ok()?;
+    Some((field("tv_sec: ")?, nanoseconds))
 }

@@ -1,6 +1,7 @@
 //! What the attributes expand to. Not public API: names and signatures here change without notice.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 pub use core::time::Duration;
@@ -28,7 +29,11 @@ impl FromLeadership for Leadership {
 
 /// The election of a `#[leader_only]` function in the process-wide runtime. `config: None` uses
 /// the runtime's timings; `namespace: None` its namespace.
-pub fn election(lease: &str, namespace: Option<&str>, config: Option<ElectionConfig>) -> Result<Election> {
+pub fn election(
+    lease: &str,
+    namespace: Option<&str>,
+    config: Option<ElectionConfig>,
+) -> Result<Election> {
     let runtime = crate::installed_runtime().ok_or(Error::NotStarted)?;
     let config = config.unwrap_or(*runtime.config());
     runtime.election_with(namespace.unwrap_or(runtime.namespace()), lease, config)
@@ -53,14 +58,23 @@ where
                 tokio::select! {
                     biased;
                     () = leadership.token().cancelled() => return,
-                    _ = interval.tick() => tick(leadership.clone()).await,
+                    // A process resumed after a pause may find both the tick and the deadline
+                    // past: `is_leading` reads the clock, so no unit of work starts late.
+                    _ = interval.tick() => {
+                        if !leadership.is_leading() {
+                            return;
+                        }
+                        tick(leadership.clone()).await;
+                    }
                 }
             }
         });
         match term.await {
             Ok(()) => {}
             Err(Error::ShutDown { .. }) => return Ok(()),
-            Err(error) => tracing::warn!(%error, "periodic leader work ended abnormally; campaigning again"),
+            Err(error) => {
+                tracing::warn!(%error, "periodic leader work ended abnormally; campaigning again")
+            }
         }
     }
 }
@@ -74,6 +88,9 @@ pub enum Flavor {
     MultiThread,
 }
 
+/// `runtime = path` of `#[leader_main]`: the user's function that builds the runtime.
+pub type RuntimeFactory = fn() -> Pin<Box<dyn Future<Output = Result<Runtime>>>>;
+
 /// The settings of `#[leader_main]`.
 #[derive(Clone, Copy, Debug)]
 pub struct MainOptions {
@@ -85,6 +102,8 @@ pub struct MainOptions {
     pub namespace: Option<&'static str>,
     /// This replica's identity (`LEADER_IDENTITY` overrides it).
     pub identity: Option<&'static str>,
+    /// Builds the runtime instead of the defaults and the `LEADER_*` variables.
+    pub runtime: Option<RuntimeFactory>,
 }
 
 /// Runs `main`'s body in a tokio runtime with the process-wide leader runtime started; on
@@ -101,14 +120,19 @@ pub fn run_main<F: Future>(options: MainOptions, body: F) -> F::Output {
             builder
         }
     };
-    let tokio = builder.enable_all().build().expect("building the tokio runtime");
+    let tokio = builder
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime");
     tokio.block_on(async move {
         let runtime = match start(&options).await {
             Ok(runtime) => runtime,
             Err(error) => {
                 eprintln!("error: {error}");
                 if matches!(error, Error::NoKubeConfig { .. }) {
-                    eprintln!("hint: to try the program without a cluster, set LEADER_STANDALONE=1");
+                    eprintln!(
+                        "hint: to try the program without a cluster, set LEADER_STANDALONE=1"
+                    );
                 }
                 std::process::exit(1);
             }
@@ -127,8 +151,22 @@ pub fn run_main<F: Future>(options: MainOptions, body: F) -> F::Output {
     })
 }
 
-/// Builds and installs the process-wide runtime from the options and the environment.
+/// Builds and installs the process-wide runtime: with the user's function if given, else from
+/// the options and the environment.
 async fn start(options: &MainOptions) -> Result<Runtime> {
+    let runtime = match options.runtime {
+        Some(build) => build().await?,
+        None => from_environment(options).await?,
+    };
+    if crate::install_runtime(runtime.clone()).is_err() {
+        tracing::warn!(
+            "a leader runtime was installed already; #[leader_only] functions use that one"
+        );
+    }
+    Ok(runtime)
+}
+
+async fn from_environment(options: &MainOptions) -> Result<Runtime> {
     let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     let mut builder = Runtime::builder();
     if let Some(identity) = env("LEADER_IDENTITY").or(options.identity.map(str::to_owned)) {
@@ -145,9 +183,5 @@ async fn start(options: &MainOptions) -> Result<Runtime> {
         tracing::warn!("{warning}");
         builder = builder.store(InMemoryLeaseStore::new());
     }
-    let runtime = builder.build().await?;
-    if crate::install_runtime(runtime.clone()).is_err() {
-        tracing::warn!("a leader runtime was installed already; #[leader_only] functions use that one");
-    }
-    Ok(runtime)
+    builder.build().await
 }

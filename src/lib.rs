@@ -5,12 +5,19 @@
 //! `#[leader_main]` in place of `#[tokio::main]`. The election runtime underneath is
 //! [`runtime`], usable on its own.
 
-mod global;
 #[doc(hidden)]
 pub mod __private;
+mod global;
 
 pub use global::{install_runtime, installed_runtime};
+#[doc(inline)]
+pub use leader_macros::{leader_main, leader_only};
 #[doc(inline)]
 pub use leader_runtime as runtime;
 #[doc(inline)]
 pub use leader_runtime::{CancellationToken, Error, Leadership, Result};
+
+/// The README's examples, compiled as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,2 @@
+#[leader::leader_main]
+fn main() {}

@@ -1,0 +1,6 @@
+#[leader::leader_main]
+async fn run() {}
+
+fn main() {
+    let _ = run();
+}

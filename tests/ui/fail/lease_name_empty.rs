@@ -1,0 +1,8 @@
+use leader::{CancellationToken, leader_only};
+
+#[leader_only(lease = "")]
+async fn sync_billing(_token: CancellationToken) {}
+
+fn main() {
+    let _ = sync_billing();
+}
