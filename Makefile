@@ -3,7 +3,7 @@
 
 CONTROL_PLANE_BIN = $$(tests/control-plane/build.sh)
 
-.PHONY: test control-plane lint
+.PHONY: test control-plane demo lint
 
 ## Every test: unit, doc, trybuild UI and integration tests against a real control plane.
 test:
@@ -12,6 +12,11 @@ test:
 ## Start a control plane and keep it running; export what it prints to run tests by hand.
 control-plane:
 	@bin=$(CONTROL_PLANE_BIN) && "$$bin/launcher" serve
+
+## Three replicas of examples/periodic.rs on a local control plane: graceful and crash failover.
+demo:
+	@bin=$(CONTROL_PLANE_BIN) && cargo build --example periodic && \
+		KUBECTL=$$(tests/control-plane/kubectl.sh) "$$bin/launcher" run -- examples/demo.sh
 
 ## Formatting, lints and docs, as CI checks them.
 lint:
