@@ -18,6 +18,16 @@
 //! All flags are optional: without `--kubeconfig` the usual configuration is used (in-cluster,
 //! then `$KUBECONFIG`), without `--id` the pod name or hostname plus a random suffix.
 //! `--lease-duration`, `--renew-deadline` and `--retry-period` (`15s`, `500ms`) set the timings.
+//!
+//! `--health-port 8080` serves `/healthz` (liveness) and `/readyz` (readiness) on that port, and
+//! `/metrics` for Prometheus: build with `--features metrics` (or `--features http` for the probes
+//! alone), as the image for `examples/deploy/` is:
+//!
+//! ```text
+//! cargo run --example periodic --features metrics -- --id instance-1 --health-port 8080
+//! curl localhost:8080/healthz        # ok
+//! curl localhost:8080/metrics        # leader_election_is_leader{...} 1
+//! ```
 
 use std::time::Duration;
 
@@ -82,6 +92,7 @@ async fn report_leadership(election: leader::runtime::Election, me: String) {
 async fn runtime_from_flags() -> leader::Result<Runtime> {
     let mut builder = Runtime::builder();
     let mut config = ElectionConfig::default();
+    let mut health_port = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -95,10 +106,36 @@ async fn runtime_from_flags() -> leader::Result<Runtime> {
             "--lease-duration" => config.lease_duration = duration(&value),
             "--renew-deadline" => config.renew_deadline = duration(&value),
             "--retry-period" => config.retry_period = duration(&value),
+            "--health-port" => health_port = Some(port(&value)),
             other => usage(&format!("unknown option {other}")),
         }
     }
-    builder.config(config).build().await
+    let runtime = builder.config(config).build().await?;
+    if let Some(port) = health_port {
+        serve_health(&runtime, port).await?;
+    }
+    Ok(runtime)
+}
+
+/// Serves the health endpoint (and the metrics, with feature `metrics`) on every interface.
+#[cfg(feature = "http")]
+async fn serve_health(runtime: &Runtime, port: u16) -> leader::Result<()> {
+    let addr = runtime.serve_http(([0, 0, 0, 0], port)).await?;
+    println!(
+        "{}: health endpoint on http://{addr}/healthz",
+        runtime.identity()
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "http"))]
+async fn serve_health(_: &Runtime, _: u16) -> leader::Result<()> {
+    usage("--health-port needs the health endpoint: build with `--features http` (or `metrics`)")
+}
+
+fn port(text: &str) -> u16 {
+    text.parse()
+        .unwrap_or_else(|_| usage(&format!("bad port `{text}`: write a number up to 65535")))
 }
 
 async fn client_from(path: &str) -> kube::Client {

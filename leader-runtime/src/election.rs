@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::{DeadlineElapsed, Recorder};
 use crate::store::LeaseKey;
 use crate::{ElectionConfig, Error, Result, Verb};
 
@@ -58,6 +59,8 @@ pub(crate) struct ElectionShared {
     /// How many [`Election::lead`] calls wait for a term, and how many run their work.
     pub(crate) interest: watch::Sender<Interest>,
     status: watch::Sender<LeaseStatus>,
+    /// Counters of terms, renews and failed requests.
+    pub(crate) metrics: Recorder,
 }
 
 impl ElectionShared {
@@ -83,6 +86,7 @@ impl ElectionShared {
             term: watch::channel(None).0,
             interest: watch::channel(Interest::default()).0,
             status: watch::channel(status).0,
+            metrics: Recorder::default(),
         }
     }
 
@@ -100,6 +104,7 @@ impl ElectionShared {
     }
 
     pub(crate) fn record_error(&self, error: &Error) {
+        self.metrics.error(error);
         let message = error.to_string();
         let permission_denied = matches!(error, Error::Forbidden { .. });
         self.update_status(|status| {
@@ -117,7 +122,7 @@ impl ElectionShared {
                 "no answer within the renew deadline ({:?})",
                 self.config.renew_deadline
             ),
-            source: None,
+            source: Some(Box::new(DeadlineElapsed)),
         }
     }
 }

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::election::{Deadline, ElectionShared, Term};
+use crate::metrics::LossReason;
 use crate::record;
 use crate::store::{LeaseStore, Observation};
 use crate::{Error, Result};
@@ -51,6 +52,18 @@ enum TermEnd {
     Idle,
     /// The runtime is shutting down.
     Shutdown,
+}
+
+impl TermEnd {
+    /// The term ended against our will: why, for the metrics.
+    fn loss(self) -> Option<LossReason> {
+        match self {
+            TermEnd::RenewDeadline => Some(LossReason::RenewDeadline),
+            TermEnd::OtherHolder => Some(LossReason::OtherHolder),
+            TermEnd::Deleted => Some(LossReason::Deleted),
+            TermEnd::Idle | TermEnd::Shutdown => None,
+        }
+    }
 }
 
 /// A term in progress.
@@ -251,6 +264,7 @@ impl Elector {
             }
             Err(error) if error.is_conflict() || error.is_not_found() => {
                 debug!(%error, "lost the race to acquire");
+                shared.metrics.error(&error);
                 self.refresh().await?;
                 Ok(None)
             }
@@ -270,6 +284,7 @@ impl Elector {
             status.fencing_token = Some(leading.term.fencing_token);
             status.last_renew = Some(leading.renewed_at);
         });
+        shared.metrics.acquired();
         let mut interest = shared.interest.subscribe();
         let mut next_renew = leading.renewed_at + config.retry_period;
         let end = loop {
@@ -332,6 +347,7 @@ impl Elector {
                         .deadline
                         .set(sent + shared.config.renew_deadline);
                     shared.update_status(|status| status.last_renew = Some(sent));
+                    shared.metrics.renewed(sent.elapsed());
                     return Ok(());
                 }
                 Err(error) if error.is_not_found() => return Err(Renewal::Lost(TermEnd::Deleted)),
@@ -410,6 +426,9 @@ impl Elector {
         match end {
             TermEnd::Idle | TermEnd::Shutdown => info!(reason = ?end, "stepping down"),
             _ => warn!(reason = ?end, "lost leadership"),
+        }
+        if let Some(reason) = end.loss() {
+            shared.metrics.lost(reason);
         }
         leading.term.tracker.close();
         leading.term.tracker.wait().await;

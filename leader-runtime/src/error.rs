@@ -194,6 +194,17 @@ pub enum Error {
         limit: Duration,
     },
 
+    /// The health endpoint could not listen on its address (already in use, or not allowed).
+    #[cfg(feature = "http")]
+    #[error("cannot serve the health endpoint on {addr}: {source}")]
+    Listen {
+        /// The address it tried to listen on.
+        addr: std::net::SocketAddr,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Health check: the API server refuses this replica's requests on the lease for lack of
     /// RBAC rights, so it cannot take part in the election.
     #[error("election for lease `{lease}` is unhealthy: {message}")]

@@ -27,6 +27,14 @@
 //!   can take over, and a fencing token.
 //! - [`LeaseStatus`] and [`Election::health_check`]: what is going on, for logs and probes.
 //! - [`testing`]: an in-memory store for testing leader-only code without a cluster.
+//! - [`metrics`]: counters of every election (terms won and lost, renew latency, failed requests),
+//!   always kept; [`Election::metrics`] reads them.
+//!
+//! Optional features:
+//! - `http`: `HttpServer` and `Runtime::serve_http`, a small HTTP endpoint with `/healthz`
+//!   (liveness, client-go's `HealthzAdaptor` semantics) and `/readyz` (readiness).
+//! - `metrics` (implies `http`): `metrics::render`, the Prometheus text format of the
+//!   elections' status and counters, also served at `/metrics`.
 //!
 //! The record is read and written as client-go writes it (`holderIdentity`,
 //! `leaseDurationSeconds`, `acquireTime`, `renewTime`, `leaseTransitions`), so Go and Rust
@@ -36,7 +44,10 @@ mod config;
 mod election;
 mod elector;
 mod error;
+#[cfg(feature = "http")]
+mod http;
 mod identity;
+pub mod metrics;
 mod names;
 mod record;
 mod runtime;
@@ -46,6 +57,8 @@ pub mod testing;
 pub use config::{ElectionConfig, JITTER_FACTOR};
 pub use election::{Election, Leadership, LeaseStatus};
 pub use error::{Error, RBAC_RULE, Result, Verb};
+#[cfg(feature = "http")]
+pub use http::{DEFAULT_HEALTH_TOLERANCE, HttpServer};
 pub use names::{validate_lease_name, validate_namespace};
 pub use runtime::{Runtime, RuntimeBuilder, shutdown_signal};
 pub use tokio_util::sync::CancellationToken;
