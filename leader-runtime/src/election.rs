@@ -25,6 +25,22 @@ pub(crate) struct Term {
     pub(crate) tracker: TaskTracker,
 }
 
+impl Term {
+    /// Whether the term is still on: not ended by the elector, and its deadline not passed. A
+    /// term past its deadline is over even if the elector has not run since (the process was
+    /// paused, say): this fires its token so that every holder of it sees the end at once.
+    pub(crate) fn is_live(&self) -> bool {
+        if self.token.is_cancelled() {
+            return false;
+        }
+        if Instant::now() >= self.deadline.get() {
+            self.token.cancel();
+            return false;
+        }
+        true
+    }
+}
+
 /// The end of a term as last extended by a renew, readable by the work without the elector.
 #[derive(Clone, Debug)]
 pub(crate) struct Deadline(Arc<std::sync::Mutex<Instant>>);
@@ -203,9 +219,10 @@ impl Election {
             };
             let task = term.tracker.spawn(async move {
                 let _running = running;
-                // The term may have ended between handing it out and this task starting: then
-                // nothing of the work runs, and it goes back to wait for the next term.
-                if token.is_cancelled() {
+                // The term may have ended between handing it out and this task starting (or
+                // its deadline passed while the process was paused): then nothing of the work
+                // runs, and it goes back to wait for the next term.
+                if !leadership.is_leading() {
                     return Run::NotStarted(work);
                 }
                 let future = work(leadership);
@@ -242,7 +259,7 @@ impl Election {
             if let Some(term) = terms
                 .borrow_and_update()
                 .as_ref()
-                .filter(|term| !term.token.is_cancelled())
+                .filter(|term| term.is_live())
             {
                 return Ok(term.clone());
             }
@@ -538,6 +555,39 @@ mod tests {
         assert!(!resumed.token().is_cancelled(), "nobody fired it yet");
         assert!(!resumed.is_leading());
         assert!(resumed.token().is_cancelled(), "is_leading fired it");
+    }
+
+    /// Regression (fault campaign, SIGSTOP): a process resumed after a pause longer than its
+    /// renew deadline handed the stale term to `lead` calls, and work ran again on a lease that
+    /// another replica held, until the elector task got to run.
+    #[tokio::test(start_paused = true)]
+    async fn regression_a_term_past_its_deadline_is_not_handed_out() {
+        let shared = Arc::new(ElectionShared::new(
+            LeaseKey::new("ns", "lease"),
+            "me".into(),
+            ElectionConfig::default(),
+        ));
+        let election = Election {
+            shared: Arc::clone(&shared),
+            shutdown: CancellationToken::new(),
+        };
+        let stale = Term::new(0, Instant::now() - Duration::from_millis(1));
+        shared.publish_term(Some(stale.clone()));
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        let call = tokio::spawn(async move {
+            election
+                .lead(move |_| async move { flag.store(true, std::sync::atomic::Ordering::SeqCst) })
+                .await
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "work ran on a stale term"
+        );
+        assert!(stale.token.is_cancelled(), "the stale term's token fired");
+        assert!(!call.is_finished(), "still waiting for a live term");
+        call.abort();
     }
 
     #[test]

@@ -73,6 +73,9 @@ struct Leading {
     lease: Lease,
     /// When the request of our last successful write was sent.
     renewed_at: Instant,
+    /// Whether the feed has shown our last write. Watch events come in order, so after that
+    /// any record naming another holder is newer than ours, with no need to confirm it.
+    echoed: bool,
 }
 
 pub(crate) struct Elector {
@@ -260,6 +263,7 @@ impl Elector {
                     term: Term::new(fencing_token, sent + shared.config.renew_deadline),
                     lease,
                     renewed_at: sent,
+                    echoed: false,
                 }))
             }
             Err(error) if error.is_conflict() || error.is_not_found() => {
@@ -313,7 +317,7 @@ impl Elector {
                 }
                 changed = self.feed.changed(), if !self.feed_closed() => {
                     if changed.is_ok() {
-                        match timeout_at(deadline, self.check_feed_while_leading(&leading.lease)).await {
+                        match timeout_at(deadline, self.check_feed_while_leading(&mut leading)).await {
                             Err(_) => break TermEnd::RenewDeadline,
                             Ok(FeedCheck::Lost(end)) => break end,
                             Ok(FeedCheck::RenewNow) => next_renew = Instant::now(),
@@ -342,6 +346,7 @@ impl Elector {
                     self.observe(Some(lease.clone()));
                     leading.lease = lease;
                     leading.renewed_at = sent;
+                    leading.echoed = false;
                     leading
                         .term
                         .deadline
@@ -377,20 +382,35 @@ impl Elector {
     /// shows our lease edited otherwise (say a shorter `leaseDurationSeconds`, which followers
     /// start using at once), renew at once so the record is ours again. The caller bounds this
     /// by the renew deadline.
-    async fn check_feed_while_leading(&mut self, ours: &Lease) -> FeedCheck {
+    async fn check_feed_while_leading(&mut self, leading: &mut Leading) -> FeedCheck {
         let feed = self.feed.borrow_and_update().clone();
         let suspicious = match &feed {
             Observation::Unknown => false,
             Observation::Absent => true,
             Observation::Present(lease) if record::holder(lease) == Some(&self.shared.identity) => {
-                return if record::same_record(lease, ours) {
-                    FeedCheck::Fine
-                } else {
-                    FeedCheck::RenewNow
-                };
+                if record::same_record(lease, &leading.lease) {
+                    leading.echoed = true;
+                    return FeedCheck::Fine;
+                }
+                return FeedCheck::RenewNow;
             }
             Observation::Present(_) => true,
         };
+        if suspicious && leading.echoed {
+            // Newer than our last write (see `Leading::echoed`): the lease was taken, released
+            // by someone else or deleted. End the term now; a GET would only add its latency.
+            let lease = match feed {
+                Observation::Present(lease) => Some(lease),
+                _ => None,
+            };
+            let end = if lease.is_some() {
+                TermEnd::OtherHolder
+            } else {
+                TermEnd::Deleted
+            };
+            self.observe(lease);
+            return FeedCheck::Lost(end);
+        }
         if !suspicious {
             return FeedCheck::Fine;
         }
@@ -635,7 +655,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 impl Term {
-    fn new(fencing_token: i32, deadline: Instant) -> Self {
+    pub(crate) fn new(fencing_token: i32, deadline: Instant) -> Self {
         Term {
             token: CancellationToken::new(),
             fencing_token,
