@@ -3,11 +3,11 @@
 
 CONTROL_PLANE_BIN = $$(tests/control-plane/build.sh)
 
-.PHONY: test control-plane demo lint
+.PHONY: test control-plane demo fault-campaign lint
 
 ## Every test: unit, doc, trybuild UI and integration tests against a real control plane.
 test:
-	@bin=$(CONTROL_PLANE_BIN) && "$$bin/launcher" run -- cargo test --workspace --locked
+	@bin=$(CONTROL_PLANE_BIN) && "$$bin/launcher" run -- cargo test --workspace --all-features --locked
 
 ## Start a control plane and keep it running; export what it prints to run tests by hand.
 control-plane:
@@ -15,11 +15,33 @@ control-plane:
 
 ## Three replicas of examples/periodic.rs on a local control plane: graceful and crash failover.
 demo:
-	@bin=$(CONTROL_PLANE_BIN) && cargo build --example periodic && \
+	@bin=$(CONTROL_PLANE_BIN) && cargo build --features metrics --example periodic && \
 		KUBECTL=$$(tests/control-plane/kubectl.sh) "$$bin/launcher" run -- examples/demo.sh
+
+## The fault campaign (tests/cluster/faults.rs): 25 trials per fault kind, 200 in all, in about
+## 10 minutes; writes the results table to docs/fault-campaign.md. LEADER_FAULT_TRIALS=N sets the
+## trials per kind; `make test` runs 1 per kind.
+fault-campaign:
+	@bin=$(CONTROL_PLANE_BIN) && cargo build --examples --locked && \
+		LEADER_FAULT_TRIALS=$${LEADER_FAULT_TRIALS:-25} RUST_LOG=$${RUST_LOG:-error} \
+		LEADER_FAULT_REPORT=$(CURDIR)/docs/fault-campaign.md \
+		"$$bin/launcher" run -- cargo test --locked --test cluster -- faults:: --nocapture
 
 ## Formatting, lints and docs, as CI checks them.
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets --locked -- -D warnings
-	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+
+.PHONY: bench
+BENCH_FLAGS ?=
+
+## Ours against client-go on one local control plane (about 25 minutes on 2 cores): failover,
+## API requests, scale, footprint. Writes docs/benchmarks.md and docs/benchmarks/failover.svg.
+## BENCH_FLAGS=--quick is a smoke run of a few minutes that writes under target/bench/quick/.
+bench:
+	@bin=$(CONTROL_PLANE_BIN) && cargo build --release --examples --locked && \
+		mkdir -p target/bench && \
+		(cd benches/go-electors && GOTOOLCHAIN=local CGO_ENABLED=0 \
+			go build -buildvcs=false -o ../../target/bench/go-electors .) && \
+		"$$bin/launcher" run -- python3 benches/bench.py --bin-dir "$$bin" $(BENCH_FLAGS)

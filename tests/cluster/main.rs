@@ -4,7 +4,12 @@
 //! control plane and points `LEADER_TEST_CONTROL_PLANE` at it. To run them by hand, start one with
 //! `make control-plane` and export what it prints, then `cargo test --test cluster`.
 
+mod deploy;
 mod election;
+mod examples;
+mod faults;
+mod interop;
 mod kube_store;
+mod leadership;
 mod lease_api;
 mod support;

@@ -120,9 +120,12 @@ pub(crate) const FAST_TIMINGS: [&str; 6] = [
     "1s",
 ];
 
-/// A candidate process: `examples/election.rs` running against the control plane.
+/// A candidate process: `examples/election.rs` (or the client-go peer, see
+/// [`Candidate::start_as`]) running against the control plane.
 pub(crate) struct Candidate {
     pub(crate) id: String,
+    /// Which program this candidate runs.
+    pub(crate) implementation: Implementation,
     child: std::process::Child,
     lines: tokio::sync::mpsc::UnboundedReceiver<(std::time::Instant, String)>,
     /// Every line read so far, with when it was read.
@@ -138,8 +141,81 @@ impl Candidate {
         leases: &[String],
         options: &[&str],
     ) -> Self {
+        Self::start_as(
+            Implementation::Rust,
+            cluster,
+            id,
+            namespace,
+            leases,
+            options,
+        )
+    }
+
+    /// Starts a candidate running `implementation`: the same flags and the same output lines
+    /// either way. The Go peer takes one lease only.
+    pub(crate) fn start_as(
+        implementation: Implementation,
+        cluster: &ControlPlane,
+        id: &str,
+        namespace: &str,
+        leases: &[String],
+        options: &[&str],
+    ) -> Self {
+        let binary = match implementation {
+            Implementation::Rust => example_binary("election"),
+            Implementation::Go => {
+                assert_eq!(
+                    leases.len(),
+                    1,
+                    "the client-go peer runs one election; asked for {leases:?}"
+                );
+                cluster.peer_binary()
+            }
+        };
+        Self::spawn(
+            binary,
+            implementation,
+            cluster,
+            id,
+            namespace,
+            leases,
+            options,
+        )
+    }
+
+    /// Starts `examples/<example>.rs` as a candidate: any example that takes client-go's example
+    /// flags and prints the same lines as `examples/election.rs` (`periodic` does).
+    pub(crate) fn start_example(
+        example: &str,
+        cluster: &ControlPlane,
+        id: &str,
+        namespace: &str,
+        lease: &str,
+        options: &[&str],
+    ) -> Self {
+        let leases = [lease.to_owned()];
+        let binary = example_binary(example);
+        Self::spawn(
+            binary,
+            Implementation::Rust,
+            cluster,
+            id,
+            namespace,
+            &leases,
+            options,
+        )
+    }
+
+    fn spawn(
+        binary: PathBuf,
+        implementation: Implementation,
+        cluster: &ControlPlane,
+        id: &str,
+        namespace: &str,
+        leases: &[String],
+        options: &[&str],
+    ) -> Self {
         use std::io::BufRead;
-        let binary = example_binary("election");
         let mut child = std::process::Command::new(&binary)
             .args([
                 "--kubeconfig".as_ref(),
@@ -169,6 +245,7 @@ impl Candidate {
         });
         Candidate {
             id: id.to_owned(),
+            implementation,
             child,
             lines,
             seen: Vec::new(),
@@ -232,6 +309,22 @@ impl Candidate {
         );
     }
 
+    /// Reads the rest of the output of a process that has exited or is exiting, until its
+    /// stdout closes; panics if that takes longer than `limit`.
+    pub(crate) async fn read_to_end(&mut self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => self.seen.push(line),
+                Ok(None) => return,
+                Err(_) => panic!(
+                    "{} kept its stdout open for {limit:?}; it printed {:#?}",
+                    self.id, self.seen
+                ),
+            }
+        }
+    }
+
     /// Waits for the process to exit and returns whether it exited successfully.
     pub(crate) fn wait(&mut self) -> bool {
         self.child
@@ -262,4 +355,91 @@ fn example_binary(name: &str) -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// Which program a [`Candidate`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Implementation {
+    /// `examples/election.rs`, on this crate's runtime.
+    Rust,
+    /// `tests/control-plane/peer`, on client-go's `tools/leaderelection` with a `LeaseLock`.
+    Go,
+}
+
+impl std::fmt::Display for Implementation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Implementation::Rust => "Rust",
+            Implementation::Go => "Go",
+        })
+    }
+}
+
+impl ControlPlane {
+    /// The client-go peer, which `tests/control-plane/build.sh` builds next to kube-apiserver
+    /// (the launcher records where that is in control-plane.json).
+    pub(crate) fn peer_binary(&self) -> PathBuf {
+        let state = self.state_dir.join("control-plane.json");
+        let text = std::fs::read_to_string(&state)
+            .unwrap_or_else(|error| panic!("reading {}: {error}", state.display()));
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("parsing {}: {error}", state.display()));
+        let Some(apiserver) = json["kube_apiserver_bin"].as_str() else {
+            panic!("{} has no kube_apiserver_bin", state.display());
+        };
+        let binary = Path::new(apiserver).with_file_name("peer");
+        assert!(
+            binary.is_file(),
+            "the client-go peer {} is missing: this control plane comes from a build without it. \
+             Rebuild with `tests/control-plane/build.sh` (it builds tests/control-plane/peer) and \
+             run the tests through the launcher it prints (`make test` does both).",
+            binary.display()
+        );
+        binary
+    }
+}
+
+impl ControlPlane {
+    /// The control plane whose launcher keeps its state in `state_dir` (a private one, say,
+    /// started by a test with `launcher serve`).
+    pub(crate) fn at(state_dir: PathBuf) -> Self {
+        ControlPlane { state_dir }
+    }
+
+    /// The launcher's `control-plane.json`: addresses, process ids, restart counts.
+    pub(crate) fn info(&self) -> serde_json::Value {
+        let state = self.state_dir.join("control-plane.json");
+        let text = std::fs::read_to_string(&state)
+            .unwrap_or_else(|error| panic!("reading {}: {error}", state.display()));
+        serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("parsing {}: {error}", state.display()))
+    }
+
+    /// The directory of the launcher, kube-apiserver and the other binaries
+    /// `tests/control-plane/build.sh` built.
+    pub(crate) fn bin_dir(&self) -> PathBuf {
+        let info = self.info();
+        let Some(apiserver) = info["kube_apiserver_bin"].as_str() else {
+            panic!("control-plane.json has no kube_apiserver_bin");
+        };
+        Path::new(apiserver)
+            .parent()
+            .expect("kube_apiserver_bin names a file")
+            .to_owned()
+    }
+}
+
+impl Candidate {
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (and if so, whether successfully), without waiting.
+    pub(crate) fn try_wait(&mut self) -> Option<bool> {
+        self.child
+            .try_wait()
+            .expect("checking on a candidate")
+            .map(|status| status.success())
+    }
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver and the launcher from the Go module proxy (versions pinned in
-# go.mod) and prints the absolute path of the directory holding all three. Progress goes to
+# Builds etcd, kube-apiserver, the launcher, the client-go peer (the interop tests' Go
+# candidate) and toxiproxy (the fault campaign's network faults) from the Go module proxy
+# (versions pinned in go.mod) and prints the absolute path of the directory holding all five.
+# Progress goes to
 # stderr; stdout carries only the path, so callers can use "$(tests/control-plane/build.sh)".
 #
 # The result is cached under ${LEADER_CONTROL_PLANE_CACHE:-<repo>/target/control-plane}/<key>,
@@ -72,6 +74,10 @@ minor=${minor%%.*}
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver -ldflags \
 	"-X $version_pkg.gitVersion=$kube_version -X $version_pkg.gitMajor=1 -X $version_pkg.gitMinor=$minor"
 build launcher ./launcher -buildvcs=false
+# The client-go leader-election candidate the interop tests run next to the Rust one.
+build peer ./peer -buildvcs=false
+# The fault campaign's proxy between each candidate and kube-apiserver (tests/cluster/faults.rs).
+build toxiproxy github.com/Shopify/toxiproxy/v2/cmd/server
 
 touch "$tmp/.complete"
 if ! mv -T "$tmp" "$dest" 2>/dev/null; then

@@ -5,7 +5,7 @@
 // Usage:
 //
 //	launcher run [--bin-dir DIR] -- CMD [ARGS...]
-//	launcher serve [--bin-dir DIR]
+//	launcher serve [--bin-dir DIR] [--stop-on-stdin-eof]
 //
 // "run" starts the control plane, runs CMD with LEADER_TEST_CONTROL_PLANE set
 // to the state directory (control-plane.json, kubeconfigs, certificates, logs),
@@ -14,7 +14,18 @@
 //
 // "serve" starts the control plane, prints shell exports for
 // LEADER_TEST_CONTROL_PLANE and KUBECONFIG on stdout and keeps it running until
-// SIGINT or SIGTERM, for running the tests by hand.
+// SIGINT or SIGTERM, for running the tests by hand. With --stop-on-stdin-eof it
+// also stops when its standard input reaches end of file: a test that starts a
+// private control plane keeps the write end of a pipe open, so the control
+// plane goes away with the test however the test ends (even by SIGKILL).
+//
+// In both modes the launcher restarts its own servers on request, on the same
+// ports and the same etcd data, for fault-injection tests: SIGUSR1 restarts
+// kube-apiserver, SIGUSR2 restarts etcd. Each restart waits for readiness
+// again, is logged, and rewrites control-plane.json with the new process ids
+// and the count of restarts so far (launcher_pid there says where to send the
+// signals). Requests that arrive during a restart are served one after the
+// other.
 //
 // --bin-dir names the directory holding the etcd and kube-apiserver
 // executables; it defaults to the launcher's own directory.
@@ -74,7 +85,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: launcher run [--bin-dir DIR] -- CMD [ARGS...]\n       launcher serve [--bin-dir DIR]")
+	fmt.Fprintln(os.Stderr, "usage: launcher run [--bin-dir DIR] -- CMD [ARGS...]\n       launcher serve [--bin-dir DIR] [--stop-on-stdin-eof]")
 }
 
 // launch parses the command line, runs the control plane and returns the
@@ -87,6 +98,10 @@ func launch(args []string) int {
 	mode := args[0]
 	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
 	binDir := fs.String("bin-dir", defaultBinDir(), "directory holding the etcd and kube-apiserver executables")
+	var stopOnEOF *bool
+	if mode == "serve" {
+		stopOnEOF = fs.Bool("stop-on-stdin-eof", false, "also stop when standard input reaches end of file")
+	}
 	fs.Usage = usage
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -108,8 +123,11 @@ func launch(args []string) int {
 	// leave processes or files behind.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// Restart requests wait in their own queue until the control plane is up.
+	restarts := make(chan os.Signal, 16)
+	signal.Notify(restarts, syscall.SIGUSR1, syscall.SIGUSR2)
 
-	cp, err := newControlPlane(*binDir, sigs)
+	cp, err := newControlPlane(*binDir, sigs, restarts)
 	if err != nil {
 		logf("%v", err)
 		return 1
@@ -127,7 +145,22 @@ func launch(args []string) int {
 	if mode == "run" {
 		return cp.run(command)
 	}
-	return cp.serve()
+	var stdinClosed <-chan struct{}
+	if *stopOnEOF {
+		stdinClosed = closedOnEOF(os.Stdin)
+	}
+	return cp.serve(stdinClosed)
+}
+
+// closedOnEOF returns a channel that is closed once r reaches end of file (or
+// fails).
+func closedOnEOF(r io.Reader) <-chan struct{} {
+	closed := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, r)
+		close(closed)
+	}()
+	return closed
 }
 
 // defaultBinDir is the directory of the launcher executable.
@@ -159,7 +192,8 @@ type server struct {
 // startServer starts bin in its own process group with output going to
 // logPath. It must be called from the main goroutine (see main).
 func startServer(name, bin, logPath string, args ...string) (*server, error) {
-	logFile, err := os.Create(logPath)
+	// Append: a restarted server keeps the log of its predecessor.
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -223,6 +257,9 @@ func (s *server) printLogTail() {
 // controlPlane is one private etcd + kube-apiserver and its state directory.
 type controlPlane struct {
 	sigs                    <-chan os.Signal
+	restarts                <-chan os.Signal // SIGUSR1: kube-apiserver, SIGUSR2: etcd
+	apiserverRestarts       int
+	etcdRestarts            int
 	state                   string
 	etcdBin, apiserverBin   string
 	etcdPort, peerPort      int
@@ -234,13 +271,14 @@ type controlPlane struct {
 
 // newControlPlane checks the binaries, removes stale state directories and
 // creates a new one.
-func newControlPlane(binDir string, sigs <-chan os.Signal) (*controlPlane, error) {
+func newControlPlane(binDir string, sigs, restarts <-chan os.Signal) (*controlPlane, error) {
 	binDir, err := filepath.Abs(binDir)
 	if err != nil {
 		return nil, err
 	}
 	cp := &controlPlane{
 		sigs:         sigs,
+		restarts:     restarts,
 		etcdBin:      filepath.Join(binDir, "etcd"),
 		apiserverBin: filepath.Join(binDir, "kube-apiserver"),
 	}
@@ -307,7 +345,25 @@ func (cp *controlPlane) start() error {
 		return fmt.Errorf("writing credentials: %w", err)
 	}
 
+	if err := cp.startEtcd(); err != nil {
+		return err
+	}
+	if err := cp.startAPIServer(); err != nil {
+		return err
+	}
+	if err := cp.writeInfo(); err != nil {
+		return fmt.Errorf("writing control-plane.json: %w", err)
+	}
+	logf("ready in %.1fs: kube-apiserver %s, etcd %s (state %s)",
+		time.Since(began).Seconds(), cp.serverURL(), cp.etcdURL(), cp.state)
+	return nil
+}
+
+// startEtcd starts etcd on the control plane's ports and data directory and
+// waits until it is healthy.
+func (cp *controlPlane) startEtcd() error {
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", cp.peerPort)
+	var err error
 	cp.etcd, err = startServer("etcd", cp.etcdBin, cp.path("etcd.log"),
 		"--name", "default",
 		"--data-dir", cp.path("etcd"),
@@ -321,10 +377,13 @@ func (cp *controlPlane) start() error {
 	if err != nil {
 		return err
 	}
-	if err := cp.waitFor(cp.etcd, etcdTimeout, cp.etcdHealthy); err != nil {
-		return err
-	}
+	return cp.waitFor(cp.etcd, etcdTimeout, cp.etcdHealthy)
+}
 
+// startAPIServer starts kube-apiserver on the control plane's port and waits
+// until it is ready.
+func (cp *controlPlane) startAPIServer() error {
+	var err error
 	cp.apiserver, err = startServer("kube-apiserver", cp.apiserverBin, cp.path("kube-apiserver.log"),
 		"--etcd-servers="+cp.etcdURL(),
 		"--cert-dir="+cp.path("certs"),
@@ -343,14 +402,48 @@ func (cp *controlPlane) start() error {
 	if err != nil {
 		return err
 	}
-	if err := cp.waitFor(cp.apiserver, readyTimeout, cp.apiserverReady()); err != nil {
-		return err
+	return cp.waitFor(cp.apiserver, readyTimeout, cp.apiserverReady())
+}
+
+// restart stops one server (SIGUSR1: kube-apiserver, SIGUSR2: etcd) and
+// starts it again on the same ports and data, waits until it is ready and
+// rewrites control-plane.json. It must be called from the main goroutine (see
+// main). An interrupted error means SIGINT or SIGTERM arrived meanwhile.
+func (cp *controlPlane) restart(request os.Signal) error {
+	began := time.Now()
+	var name string
+	var err error
+	switch request {
+	case syscall.SIGUSR1:
+		name = "kube-apiserver"
+		logf("%v: restarting %s", request, name)
+		cp.apiserver.stop()
+		err = cp.startAPIServer()
+		if err == nil {
+			cp.apiserverRestarts++
+		}
+	case syscall.SIGUSR2:
+		name = "etcd"
+		logf("%v: restarting %s", request, name)
+		cp.etcd.stop()
+		err = cp.startEtcd()
+		if err == nil {
+			// kube-apiserver stayed up; it is ready again once it reaches etcd.
+			err = cp.waitFor(cp.apiserver, readyTimeout, cp.apiserverReady())
+		}
+		if err == nil {
+			cp.etcdRestarts++
+		}
+	default:
+		return fmt.Errorf("no restart for %v", request)
+	}
+	if err != nil {
+		return fmt.Errorf("restarting %s: %w", name, err)
 	}
 	if err := cp.writeInfo(); err != nil {
 		return fmt.Errorf("writing control-plane.json: %w", err)
 	}
-	logf("ready in %.1fs: kube-apiserver %s, etcd %s (state %s)",
-		time.Since(began).Seconds(), cp.serverURL(), cp.etcdURL(), cp.state)
+	logf("restarted %s in %.1fs", name, time.Since(began).Seconds())
 	return nil
 }
 
@@ -447,6 +540,16 @@ func (cp *controlPlane) run(command []string) int {
 		select {
 		case sig := <-cp.sigs:
 			_ = cmd.Process.Signal(sig)
+		case request := <-cp.restarts:
+			if err := cp.restart(request); err != nil {
+				var intr interrupted
+				if errors.As(err, &intr) {
+					_ = cmd.Process.Signal(intr.sig)
+				} else {
+					logf("warning: %v", err)
+				}
+			}
+			etcdDone, apiserverDone = cp.etcd.done, cp.apiserver.done
 		case <-waited:
 			return exitCode(cmd.ProcessState)
 		case <-etcdDone:
@@ -467,20 +570,41 @@ func exitCode(state *os.ProcessState) int {
 	return state.ExitCode()
 }
 
-// serve prints the environment for manual use and waits for a signal.
-func (cp *controlPlane) serve() int {
+// serve prints the environment for manual use and waits for a signal, or for
+// stdinClosed to close when it is not nil.
+func (cp *controlPlane) serve(stdinClosed <-chan struct{}) int {
 	fmt.Printf("export %s=%s\nexport KUBECONFIG=%s\n", stateEnv, cp.state, cp.path("admin.kubeconfig"))
-	logf("serving until SIGINT or SIGTERM (Ctrl+C)")
-	select {
-	case sig := <-cp.sigs:
-		logf("received %v, stopping", sig)
-		return 0
-	case <-cp.etcd.done:
-		logf("etcd exited unexpectedly: %v", cp.etcd.err)
-	case <-cp.apiserver.done:
-		logf("kube-apiserver exited unexpectedly: %v", cp.apiserver.err)
+	if stdinClosed != nil {
+		logf("serving until SIGINT, SIGTERM or the end of standard input")
+	} else {
+		logf("serving until SIGINT or SIGTERM (Ctrl+C)")
 	}
-	return 1
+	for {
+		select {
+		case sig := <-cp.sigs:
+			logf("received %v, stopping", sig)
+			return 0
+		case <-stdinClosed:
+			logf("standard input closed, stopping")
+			return 0
+		case request := <-cp.restarts:
+			if err := cp.restart(request); err != nil {
+				var intr interrupted
+				if errors.As(err, &intr) {
+					logf("received %v during a restart, stopping", intr.sig)
+					return 0
+				}
+				logf("%v", err)
+				return 1
+			}
+		case <-cp.etcd.done:
+			logf("etcd exited unexpectedly: %v", cp.etcd.err)
+			return 1
+		case <-cp.apiserver.done:
+			logf("kube-apiserver exited unexpectedly: %v", cp.apiserver.err)
+			return 1
+		}
+	}
 }
 
 // freePorts returns n distinct ports that were free on 127.0.0.1 a moment ago.
@@ -628,6 +752,9 @@ type info struct {
 	EtcdPID                int    `json:"etcd_pid"`
 	KubeAPIServerBin       string `json:"kube_apiserver_bin"`
 	EtcdBin                string `json:"etcd_bin"`
+	LauncherPID            int    `json:"launcher_pid"`
+	KubeAPIServerRestarts  int    `json:"kube_apiserver_restarts"`
+	EtcdRestarts           int    `json:"etcd_restarts"`
 }
 
 // writeInfo writes control-plane.json atomically, so a reader never sees a
@@ -645,6 +772,9 @@ func (cp *controlPlane) writeInfo() error {
 		EtcdPID:                cp.etcd.cmd.Process.Pid,
 		KubeAPIServerBin:       cp.apiserverBin,
 		EtcdBin:                cp.etcdBin,
+		LauncherPID:            os.Getpid(),
+		KubeAPIServerRestarts:  cp.apiserverRestarts,
+		EtcdRestarts:           cp.etcdRestarts,
 	}, "", "  ")
 	if err != nil {
 		return err
