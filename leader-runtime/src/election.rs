@@ -30,14 +30,7 @@ impl Term {
     /// term past its deadline is over even if the elector has not run since (the process was
     /// paused, say): this fires its token so that every holder of it sees the end at once.
     pub(crate) fn is_live(&self) -> bool {
-        if self.token.is_cancelled() {
-            return false;
-        }
-        if Instant::now() >= self.deadline.get() {
-            self.token.cancel();
-            return false;
-        }
-        true
+        self.deadline.keeps(&self.token)
     }
 }
 
@@ -62,6 +55,20 @@ impl Deadline {
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+
+    /// Whether `token`'s term is still on: not cancelled, and this deadline not passed. Past the
+    /// deadline it cancels `token`, so everyone holding it sees the end, even if the elector has
+    /// not run since.
+    pub(crate) fn keeps(&self, token: &CancellationToken) -> bool {
+        if token.is_cancelled() {
+            return false;
+        }
+        if Instant::now() >= self.get() {
+            token.cancel();
+            return false;
+        }
+        true
     }
 }
 
@@ -451,14 +458,7 @@ impl Leadership {
     /// it before each unit of work, so that a process resumed after a pause (SIGSTOP, a frozen
     /// VM) does not start one more unit of work on a lease it may have lost.
     pub fn is_leading(&self) -> bool {
-        if self.token.is_cancelled() {
-            return false;
-        }
-        if Instant::now() >= self.deadline.get() {
-            self.token.cancel();
-            return false;
-        }
-        true
+        self.deadline.keeps(&self.token)
     }
 
     /// When this term ends unless renewed first: the send time of the last successful renew
