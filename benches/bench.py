@@ -1,0 +1,1397 @@
+#!/usr/bin/env python3
+"""`make bench`: our runtime against client-go's leader election, side by side on one control plane.
+
+Run by `make bench` as `launcher run -- python3 benches/bench.py --bin-dir DIR`: the launcher has
+started kube-apiserver and etcd on 127.0.0.1 and set LEADER_TEST_CONTROL_PLANE to its state
+directory. This script starts the candidates, measures, and writes docs/benchmarks.md and the
+plots docs/benchmarks/*.svg. Python 3 standard library only.
+
+Candidates (all with the production timings 15 s / 10 s / 2 s):
+- ours: target/release/examples/election (failover, scale) and target/release/examples/periodic
+  (request rates, idle footprint);
+- client-go: the interop peer tests/control-plane/peer (failover, request rates, idle footprint)
+  and benches/go-electors (scale: many electors per process).
+
+Figures (see the Method section this script writes into docs/benchmarks.md):
+1. graceful failover: SIGTERM to the leader -> another candidate prints `leading`;
+2. SIGKILL failover, from the kill and from the lease's last renewTime;
+3. API requests per candidate per minute (leader, follower), counted by kube-apiserver;
+4. scale: 1,000 leases per process, 3 processes;
+5. idle footprint of the periodic example against the peer: RSS, CPU seconds per hour.
+
+`--quick` runs every figure with tiny trial counts and windows, for debugging the script.
+"""
+
+import argparse
+import atexit
+import datetime
+import html
+import http.client
+import json
+import math
+import os
+import platform
+import random
+import re
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / "target" / "bench"
+LOGS = WORK / "logs"
+
+LEASE_DURATION = 15.0
+TIMINGS = ["--lease-duration", "15s", "--renew-deadline", "10s", "--retry-period", "2s"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+OURS, GO = "ours", "client-go"
+
+
+def log(message):
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def monotonic():
+    """CLOCK_MONOTONIC, the clock the candidates stamp their lines with under --timestamps."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+def realtime_offset():
+    """CLOCK_REALTIME - CLOCK_MONOTONIC, from the tightest of a few paired readings."""
+    best = None
+    for _ in range(5):
+        a = time.clock_gettime(time.CLOCK_MONOTONIC)
+        r = time.clock_gettime(time.CLOCK_REALTIME)
+        b = time.clock_gettime(time.CLOCK_MONOTONIC)
+        if best is None or b - a < best[0]:
+            best = (b - a, r - (a + b) / 2)
+    return best[1]
+
+
+def parse_micro_time(text):
+    """A MicroTime such as 2026-11-25T12:00:00.123456Z, as seconds since the epoch."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# ---------------------------------------------------------------------------------------------
+# The API server, as the admin user.
+
+
+class Api:
+    def __init__(self, info):
+        url = info["server"]
+        match = re.match(r"https://([^:/]+):(\d+)", url)
+        self.host, self.port = match.group(1), int(match.group(2))
+        assert self.host in ("127.0.0.1", "localhost"), url
+        self.context = ssl.create_default_context(cafile=info["ca_file"])
+        self.token = info["admin_token"]
+        self.local = threading.local()
+
+    def request(self, method, path, body=None, ok=(200, 201)):
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        for attempt in range(3):
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = http.client.HTTPSConnection(
+                    self.host, self.port, context=self.context, timeout=30
+                )
+                self.local.conn = conn
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+                time.sleep(0.2)
+                continue
+            if response.status not in ok:
+                raise RuntimeError(f"{method} {path}: {response.status} {payload[:300]!r}")
+            return response.status, payload
+        raise AssertionError("unreachable")
+
+    def create_namespace(self, prefix):
+        name = f"{prefix}-{int(time.time() * 1000) % 10**8}"
+        self.request(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
+        return name
+
+    def lease(self, namespace, name):
+        status, payload = self.request(
+            "GET",
+            f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}",
+            ok=(200, 404),
+        )
+        return json.loads(payload) if status == 200 else None
+
+    def leases(self, namespace):
+        _, payload = self.request(
+            "GET", f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        )
+        return json.loads(payload)["items"]
+
+    def lease_requests(self):
+        """Lease requests kube-apiserver has counted so far: {"VERB CODE": count}, open watches.
+
+        apiserver_request_total counts a request when it completes, so a watch is counted when
+        it ends; apiserver_longrunning_requests is the number of lease watches open now.
+        """
+        _, payload = self.request("GET", "/metrics", ok=(200,))
+        counts, open_watches = {}, 0
+        for line in payload.decode().splitlines():
+            if line.startswith("apiserver_request_total{"):
+                labels, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+                if labels.get("resource") == "leases" and labels.get("subresource") == "":
+                    key = f'{labels["verb"]} {labels.get("code", "")}'
+                    counts[key] = counts.get(key, 0) + float(value)
+            elif line.startswith("apiserver_longrunning_requests{"):
+                labels, value = line[len("apiserver_longrunning_requests{") :].rsplit("} ", 1)
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+                if labels.get("resource") == "leases" and labels.get("verb") == "WATCH":
+                    open_watches += float(value)
+        return counts, open_watches
+
+
+def request_delta(before, after):
+    """Requests made between two lease_requests() readings, {verb: n} with watches counted when
+    they start, and {"VERB CODE": n} as counted (watches when they end)."""
+    (c0, w0), (c1, w1) = before, after
+    by_code = {}
+    for key in set(c0) | set(c1):
+        n = c1.get(key, 0) - c0.get(key, 0)
+        if n:
+            by_code[key] = n
+    delta = {}
+    for key, n in by_code.items():
+        verb = key.split(" ")[0]
+        delta[verb] = delta.get(verb, 0) + n
+    # watches started = completed + (open at the end - open at the start)
+    watches = delta.get("WATCH", 0) + w1 - w0
+    delta.pop("WATCH", None)
+    if watches:
+        delta["WATCH"] = watches
+    return delta, by_code
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes.
+
+LEADING = re.compile(r"^(\S+): leading (\S+)")
+STOPPED = re.compile(r"^(\S+): stopped leading (\S+)")
+NEW_LEADER = re.compile(r"^(\S+): new leader of (\S+): (\S+)")
+STAMP = re.compile(r"^\[(\d+)\.(\d{9})\] (.*)$")
+
+ALL_PROCESSES = []
+
+
+def cleanup():
+    for process in ALL_PROCESSES:
+        if process.poll() is None:
+            try:
+                process.kill()
+            except OSError:
+                pass
+
+
+atexit.register(cleanup)
+
+
+def on_signal(signum, _frame):
+    cleanup()
+    sys.exit(128 + signum)
+
+
+class Fleet:
+    """Candidates of one implementation on one namespace; every line they print, in order."""
+
+    def __init__(self, name, namespace, command):
+        self.name = name
+        self.namespace = namespace
+        self.command = command  # command(id) -> argv
+        self.members = {}  # id -> Popen
+        self.events = []  # (time, id, text)
+        self.leader = None
+        self.cond = threading.Condition()
+        self.started = 0
+
+    def start(self, id=None):
+        self.started += 1
+        id = id or f"{self.name}-{self.started}"
+        LOGS.mkdir(parents=True, exist_ok=True)
+        stderr = open(LOGS / f"{self.namespace}-{id}.log", "wb")
+        process = subprocess.Popen(
+            self.command(id),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+        )
+        stderr.close()
+        ALL_PROCESSES.append(process)
+        with self.cond:
+            self.members[id] = process
+        threading.Thread(target=self._read, args=(id, process), daemon=True).start()
+        return id
+
+    def _read(self, id, process):
+        for raw in process.stdout:
+            arrived = monotonic()
+            text = raw.decode(errors="replace").rstrip("\n")
+            stamped = STAMP.match(text)
+            at = arrived
+            if stamped:
+                at = int(stamped.group(1)) + int(stamped.group(2)) / 1e9
+                text = stamped.group(3)
+            with self.cond:
+                self.events.append((at, id, text))
+                if m := LEADING.match(text):
+                    self.leader = m.group(1)
+                elif (m := STOPPED.match(text)) and self.leader == m.group(1):
+                    self.leader = None
+                self.cond.notify_all()
+        with self.cond:
+            if self.leader == id:
+                self.leader = None
+            self.cond.notify_all()
+
+    def mark(self):
+        with self.cond:
+            return len(self.events)
+
+    def wait_for(self, predicate, since=0, timeout=60.0):
+        """The first event from index `since` on for which predicate(at, id, text) holds."""
+        deadline = monotonic() + timeout
+        with self.cond:
+            while True:
+                for event in self.events[since:]:
+                    if predicate(*event):
+                        return event
+                since = len(self.events)
+                left = deadline - monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.name} in {self.namespace}: timed out")
+                self.cond.wait(left)
+
+    def current_leader(self, timeout=60.0):
+        deadline = monotonic() + timeout
+        with self.cond:
+            while self.leader is None or self.members[self.leader].poll() is not None:
+                left = deadline - monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self.name} in {self.namespace}: no leader")
+                self.cond.wait(min(left, 0.5))
+            return self.leader
+
+    def wait_following(self, id, since, timeout=60.0):
+        """Until `id` prints that it sees a leader (or that it leads)."""
+        self.wait_for(
+            lambda _at, who, text: who == id
+            and (NEW_LEADER.match(text) is not None or LEADING.match(text) is not None),
+            since,
+            timeout,
+        )
+
+    def stop(self, id, sig=signal.SIGTERM, timeout=30.0):
+        process = self.members.pop(id)
+        if process.poll() is None:
+            process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop_all(self, timeout=30.0):
+        ids = list(self.members)
+        for id in ids:
+            if self.members[id].poll() is None:
+                self.members[id].send_signal(signal.SIGTERM)
+        for id in ids:
+            self.stop(id, timeout=timeout)
+
+    def pids(self):
+        return {id: p.pid for id, p in self.members.items()}
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process, in seconds (dead threads included), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_task_cpu_ns(pid):
+    """Run time of each live thread in nanoseconds, from /proc/PID/task/TID/schedstat: finer
+    than the 10 ms ticks of /proc/PID/stat, but blind to threads that exit in between."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                out[tid] = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def proc_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics.
+
+
+def percentile(values, p):
+    """Linear interpolation between order statistics (numpy's default)."""
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * p / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands.
+
+
+class Commands:
+    def __init__(self, bin_dir, kubeconfig):
+        self.bin_dir = Path(bin_dir)
+        self.kubeconfig = kubeconfig
+        examples = REPO / "target" / "release" / "examples"
+        self.election = examples / "election"
+        self.periodic = examples / "periodic"
+        self.peer = self.bin_dir / "peer"
+        self.go_electors = WORK / "go-electors"
+        for path in (self.election, self.periodic, self.peer, self.go_electors):
+            if not os.access(path, os.X_OK):
+                sys.exit(f"bench: {path} is missing; run `make bench`, which builds it")
+
+    def common(self, id, namespace, lease):
+        return [
+            "--kubeconfig", self.kubeconfig, "--id", id,
+            "--lease-lock-name", lease, "--lease-lock-namespace", namespace, *TIMINGS,
+        ]  # fmt: skip
+
+    def fleet(self, impl, program, namespace, lease):
+        binary = {
+            (OURS, "election"): self.election,
+            (OURS, "periodic"): self.periodic,
+            (GO, "peer"): self.peer,
+        }[(impl, program)]
+        stamps = ["--timestamps"] if program in ("election", "peer") else []
+        short = "rust" if impl == OURS else "go"
+        return Fleet(
+            short,
+            namespace,
+            lambda id: [str(binary), *self.common(id, namespace, lease), *stamps],
+        )
+
+    def scale_fleet(self, impl, namespace, count):
+        names = [f"scale-{i}" for i in range(count)]
+        if impl == OURS:
+            command = lambda id: [  # noqa: E731
+                str(self.election), *self.common(id, namespace, ",".join(names)), "--timestamps",
+            ]  # fmt: skip
+            return Fleet("rust", namespace, command), names
+        command = lambda id: [  # noqa: E731
+            str(self.go_electors), *self.common(id, namespace, "scale"), "--count", str(count),
+        ]  # fmt: skip
+        return Fleet("go", namespace, command), names
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 1 and 2: failover.
+
+
+def start_fleet(fleet, size):
+    mark = fleet.mark()
+    ids = [fleet.start() for _ in range(size)]
+    fleet.current_leader()
+    for id in ids:
+        fleet.wait_following(id, mark)
+
+
+def failover_trial(api, fleet, lease, sig, pause):
+    """Stops the leader with `sig`; returns (from the signal, from the last renew) in seconds."""
+    time.sleep(random.uniform(0, pause))
+    leader = fleet.current_leader()
+    offset = realtime_offset()
+    mark = fleet.mark()
+    process = fleet.members[leader]
+    sent = monotonic()
+    process.send_signal(sig)
+    last_renew = None
+    if sig == signal.SIGKILL:
+        # The last renew is in the record the killed leader left behind: read it before anyone
+        # can take over (that takes a lease duration).
+        process.wait(10)
+        record = (api.lease(fleet.namespace, lease) or {}).get("spec", {})
+        if record.get("holderIdentity") == leader and record.get("renewTime"):
+            last_renew = parse_micro_time(record["renewTime"]) - offset
+        else:
+            log(f"  {fleet.name}: the lease does not name the killed leader {leader}: {record}")
+    at, winner, _ = fleet.wait_for(
+        lambda at, who, text: who != leader and at >= sent and LEADING.match(text) is not None,
+        mark,
+        timeout=90,
+    )
+    from_renew = None if last_renew is None else at - last_renew
+    fleet.stop(leader, timeout=30)
+    # A replacement with a new identity (the old one would hold the lease at once).
+    mark = fleet.mark()
+    fresh = fleet.start()
+    fleet.wait_following(fresh, mark)
+    return at - sent, from_renew, winner
+
+
+def graceful_failover(api, commands, trials):
+    log(f"figure 1: graceful failover, {trials} trials each, alternating ours and client-go")
+    fleets = {
+        OURS: commands.fleet(OURS, "election", api.create_namespace("bench-graceful-rust"), "lock"),
+        GO: commands.fleet(GO, "peer", api.create_namespace("bench-graceful-go"), "lock"),
+    }
+    for fleet in fleets.values():
+        start_fleet(fleet, 3)
+    results = {OURS: [], GO: []}
+    for trial in range(trials):
+        for impl, fleet in fleets.items():
+            seconds, _, _ = failover_trial(api, fleet, "lock", signal.SIGTERM, pause=1.0)
+            results[impl].append(seconds)
+        log(
+            f"  graceful {trial + 1}/{trials}: ours {results[OURS][-1] * 1000:.1f} ms, "
+            f"client-go {results[GO][-1] * 1000:.1f} ms"
+        )
+    for fleet in fleets.values():
+        fleet.stop_all()
+    return results
+
+
+def kill_failover(api, commands, trials):
+    log(f"figure 2: SIGKILL failover, {trials} trials each, ours and client-go in parallel")
+    fleets = {
+        OURS: commands.fleet(OURS, "election", api.create_namespace("bench-kill-rust"), "lock"),
+        GO: commands.fleet(GO, "peer", api.create_namespace("bench-kill-go"), "lock"),
+    }
+    results = {OURS: [], GO: []}
+    errors = []
+
+    def run(impl, fleet):
+        try:
+            start_fleet(fleet, 3)
+            for trial in range(trials):
+                from_kill, from_renew, _ = failover_trial(
+                    api, fleet, "lock", signal.SIGKILL, pause=2.0
+                )
+                results[impl].append((from_kill, from_renew))
+                renew_text = "?" if from_renew is None else f"{from_renew:.3f} s"
+                log(
+                    f"  kill {impl} {trial + 1}/{trials}: {from_kill:.3f} s from the kill, "
+                    f"{renew_text} from the last renew"
+                )
+            fleet.stop_all()
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(f"{impl}: {error!r}")
+
+    threads = [threading.Thread(target=run, args=item) for item in fleets.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures 3 and 5: request rates and idle footprint, one implementation at a time.
+
+
+def sample_processes(pids):
+    return {
+        id: (proc_cpu_seconds(pid), proc_rss_kib(pid), proc_task_cpu_ns(pid))
+        for id, pid in pids.items()
+    }
+
+
+def task_delta_seconds(before, after):
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
+
+
+def measure_windows(api, pids, windows, seconds):
+    """`windows` consecutive windows of `seconds`: lease requests, CPU and RSS of `pids`."""
+    out = []
+    before, procs, t0 = api.lease_requests(), sample_processes(pids), monotonic()
+    for _ in range(windows):
+        time.sleep(seconds)
+        after, procs_after, t1 = api.lease_requests(), sample_processes(pids), monotonic()
+        requests, by_code = request_delta(before, after)
+        out.append(
+            {
+                "seconds": t1 - t0,
+                "requests": requests,
+                "by_code": by_code,
+                "cpu": {id: procs_after[id][0] - procs[id][0] for id in pids},
+                "cpu_fine": {
+                    id: task_delta_seconds(procs[id][2], procs_after[id][2]) for id in pids
+                },
+                "rss_kib": {id: procs_after[id][1] for id in pids},
+            }
+        )
+        before, procs, t0 = after, procs_after, t1
+    return out
+
+
+def measure_baseline(api, windows, seconds):
+    """Lease requests per minute of the API server on its own (kube-apiserver renews its own
+    identity Lease in kube-system every 10 s), to subtract from every window."""
+    measured = measure_windows(api, {}, windows, seconds)
+    total = sum(w["seconds"] for w in measured)
+    verbs = {}
+    for w in measured:
+        for verb, n in w["requests"].items():
+            verbs[verb] = verbs.get(verb, 0) + n * 60 / total
+    return {"per_min": verbs, "seconds": total}
+
+
+def steady_state(api, commands, windows, seconds, warmup, baseline_windows):
+    log(
+        f"figures 3 and 5: steady state, {windows} windows of {seconds:.0f} s per fleet "
+        f"(1 candidate, then 3), ours then client-go, after {baseline_windows} windows of the API "
+        "server alone"
+    )
+    baseline = measure_baseline(api, baseline_windows, seconds)
+    log(f"  baseline: {baseline}")
+    results = {"baseline": baseline}
+    for impl, program in ((OURS, "periodic"), (GO, "peer")):
+        namespace = api.create_namespace(f"bench-steady-{'rust' if impl == OURS else 'go'}")
+        fleet = commands.fleet(impl, program, namespace, "lock")
+        start_fleet(fleet, 1)
+        leader = fleet.current_leader()
+        time.sleep(warmup)
+        alone = measure_windows(api, fleet.pids(), windows, seconds)
+        mark = fleet.mark()
+        followers = [fleet.start(), fleet.start()]
+        for id in followers:
+            fleet.wait_following(id, mark)
+        time.sleep(warmup)
+        assert fleet.current_leader() == leader, "the leader changed during the steady state"
+        three = measure_windows(api, fleet.pids(), windows, seconds)
+        fleet.stop_all()
+        results[impl] = {
+            "leader": leader,
+            "followers": followers,
+            "alone": alone,
+            "three": three,
+            "baseline": baseline,
+        }
+        log(f"  {impl}: {summarize_steady(results[impl], impl)}")
+    return results
+
+
+# kube's watcher asks for timeoutSeconds=290 (kube-core's default): each of our processes opens
+# one lease watch per 290 s in steady state. Windows shorter than that catch a reopening only by
+# chance, so ours are charged this rate instead of the WATCH requests seen in the windows.
+WATCH_TIMEOUT_S = 290
+OURS_WATCH_PER_MIN = 60 / WATCH_TIMEOUT_S
+
+
+def per_minute(window, verbs=None):
+    """Lease requests per minute in a window; without WATCH when `verbs` says so."""
+    return (
+        sum(n for v, n in window["requests"].items() if verbs is None or v in verbs)
+        * 60
+        / window["seconds"]
+    )
+
+
+def non_watch(window):
+    return per_minute(window, {v for v in window["requests"] if v != "WATCH"})
+
+
+def summarize_steady(result, impl):
+    """Requests per minute of the leader and of one follower, and footprints."""
+    # Every verb but WATCH, less the API server's own rate; then each side's watch charge: ours
+    # keep one watch per process, the peer opens none (the API server's own watches, reopened
+    # at random, would otherwise add noise to one side or the other).
+    base_rate = sum(n for v, n in result["baseline"]["per_min"].items() if v != "WATCH")
+    watch = OURS_WATCH_PER_MIN if impl == OURS else 0.0
+
+    def rate(window):
+        return non_watch(window) - base_rate
+    leader_rate = median([rate(w) for w in result["alone"]])
+    # noise can make the difference slightly negative when followers make no requests
+    follower_rate = max(0.0, median([(rate(w) - leader_rate) / 2 for w in result["three"]]))
+    verbs_alone = median_verbs(result["alone"])
+    verbs_three = median_verbs(result["three"])
+    leader, followers = result["leader"], result["followers"]
+    windows = result["alone"] + result["three"]
+    summary = {
+        "leader_per_min": leader_rate + watch,
+        "follower_per_min": follower_rate + watch,
+        "fleet3_per_candidate_per_min": median([rate(w) / 3 for w in result["three"]]) + watch,
+        "watch_per_min": watch,
+        "verbs_alone": verbs_alone,
+        "verbs_three": verbs_three,
+        # footprint: the leader over every window, followers over the 3-candidate windows
+        "leader_cpu_s_per_hour": sum(w["cpu_fine"][leader] for w in windows)
+        * 3600
+        / sum(w["seconds"] for w in windows),
+        "leader_cpu_window_s": sum(w["seconds"] for w in windows),
+        "follower_cpu_s_per_hour": median(
+            [
+                sum(w["cpu_fine"][f] for w in result["three"])
+                * 3600
+                / sum(w["seconds"] for w in result["three"])
+                for f in followers
+            ]
+        ),
+        "follower_cpu_window_s": sum(w["seconds"] for w in result["three"]),
+        "leader_cpu_ticks_s": sum(w["cpu"][leader] for w in windows),
+        "follower_cpu_ticks_s": median(
+            [sum(w["cpu"][f] for w in result["three"]) for f in followers]
+        ),
+        "leader_rss_kib": max(w["rss_kib"][leader] for w in windows),
+        "follower_rss_kib": median([max(w["rss_kib"][f] for w in result["three"]) for f in followers]),
+    }
+    return summary
+
+
+def median_verbs(windows):
+    verbs = sorted({v for w in windows for v in w["requests"]})
+    return {
+        v: median([w["requests"].get(v, 0) * 60 / w["seconds"] for w in windows]) for v in verbs
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 4: scale.
+
+
+def scale(api, commands, count, replicas, windows, seconds, warmup, converge_timeout, baseline):
+    log(f"figure 4: scale, {count} leases per process x {replicas} processes, ours then client-go")
+    info = json.loads(
+        (Path(os.environ["LEADER_TEST_CONTROL_PLANE"]) / "control-plane.json").read_text()
+    )
+    apiserver = {"kube-apiserver": info["kube_apiserver_pid"], "etcd": info["etcd_pid"]}
+    results = {}
+    for impl in (OURS, GO):
+        namespace = api.create_namespace(f"bench-scale-{'rust' if impl == OURS else 'go'}")
+        fleet, names = commands.scale_fleet(impl, namespace, count)
+        started = monotonic()
+        for _ in range(replicas):
+            fleet.start()
+        led, converged, history = 0, None, []
+        while monotonic() - started < converge_timeout:
+            items = api.leases(namespace)
+            led = sum(1 for item in items if item.get("spec", {}).get("holderIdentity"))
+            history.append((monotonic() - started, led))
+            if led >= count:
+                converged = monotonic() - started
+                break
+            time.sleep(0.25)
+        log(
+            f"  {impl}: {led}/{count} leases led after {monotonic() - started:.1f} s"
+            + ("" if converged else " (did not converge)")
+        )
+        time.sleep(warmup)
+        mark = fleet.mark()
+        pids = fleet.pids()
+        everything = {**pids, **apiserver}
+        measured = measure_windows(api, everything, windows, seconds)
+        # leadership changes during the windows: `leading` lines printed then
+        changes = sum(1 for _, _, text in fleet.events[mark:] if LEADING.match(text))
+        items = api.leases(namespace)
+        holders = {}
+        for item in items:
+            holder = item.get("spec", {}).get("holderIdentity")
+            if holder:
+                holders[holder] = holders.get(holder, 0) + 1
+        fleet.stop_all(timeout=60)
+        base = (
+            sum(n for v, n in baseline["per_min"].items() if v != "WATCH") / 60 if baseline else 0.0
+        )
+        per_second = [sum(w["requests"].values()) / w["seconds"] - base for w in measured]
+        results[impl] = {
+            "count": count,
+            "replicas": replicas,
+            "converged_s": converged,
+            "led_at_end_of_wait": led,
+            "history": history[-5:],
+            "requests_per_s": median(per_second),
+            "verbs_per_s": {v: r / 60 for v, r in median_verbs(measured).items()},
+            "rss_mib": {
+                id: max(w["rss_kib"][id] for w in measured) / 1024 for id in pids
+            },
+            "cpu_percent": {
+                id: median([w["cpu"][id] * 100 / w["seconds"] for w in measured]) for id in pids
+            },
+            "apiserver_cpu_percent": median(
+                [w["cpu"]["kube-apiserver"] * 100 / w["seconds"] for w in measured]
+            ),
+            "etcd_cpu_percent": median([w["cpu"]["etcd"] * 100 / w["seconds"] for w in measured]),
+            "leadership_changes": changes,
+            "holders": holders,
+            "window_s": sum(w["seconds"] for w in measured),
+            "windows": [
+                {k: v for k, v in w.items() if k in ("seconds", "requests", "by_code")}
+                for w in measured
+            ],
+        }
+        log(f"  {impl}: {json.dumps(results[impl])}")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# The results file.
+
+
+def fmt_ms(seconds):
+    return f"{seconds * 1000:,.0f} ms" if seconds >= 0.1 else f"{seconds * 1000:.1f} ms"
+
+
+def fmt_s(seconds):
+    return f"{seconds:.3f} s"
+
+
+def ratio(ours, theirs):
+    if theirs == 0 or any(isinstance(x, float) and math.isnan(x) for x in (ours, theirs)):
+        return "n/a"
+    return f"{ours / theirs:.2f}"
+
+
+def command_output(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def machine():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    return (
+        f"{model}, {os.cpu_count()} logical CPUs, {mem_kib / 1024 / 1024:.1f} GiB RAM, "
+        f"Linux {platform.release()}"
+    )
+
+
+def versions(commands):
+    commit = command_output(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    dirty = command_output(["git", "-C", str(REPO), "status", "--porcelain"])
+    crate = "unknown"
+    manifest = (REPO / "Cargo.toml").read_text()
+    if m := re.search(r'\[workspace\.package\]\s*version = "([^"]+)"', manifest):
+        crate = m.group(1)
+    apiserver = command_output([str(commands.bin_dir / "kube-apiserver"), "--version"])
+    client_go = "unknown"
+    gomod = (REPO / "benches" / "go-electors" / "go.mod").read_text()
+    if m := re.search(r"k8s\.io/client-go (v\S+)", gomod):
+        client_go = m.group(1)
+    return [
+        f"leader {crate} at commit {commit}{' (with uncommitted changes)' if dirty else ''}, "
+        "release build",
+        command_output(["rustc", "--version"]),
+        f"client-go {client_go}, built with {command_output(['go', 'version'])}",
+        apiserver.replace("Kubernetes", "kube-apiserver"),
+    ]
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
+    g, k, st, sc = data["graceful"], data["kill"], data["steady"], data["scale"]
+    lines = []
+    add = lines.append
+    add("# Benchmarks: ours against client-go")
+    add("")
+    add(
+        "Written by `make bench` (`benches/bench.py`); do not edit by hand. Every figure was "
+        "measured in one run, ours and client-go side by side on the same local control plane "
+        "(kube-apiserver and etcd on 127.0.0.1, `tests/control-plane`), with the production "
+        "timings: lease duration 15 s, renew deadline 10 s, retry period 2 s."
+    )
+    add("")
+    add(f"- Date: {started_at:%Y-%m-%d %H:%M} UTC, run time {elapsed / 60:.0f} min")
+    add(f"- Machine: {machine()}")
+    loads = "; ".join(f"{k} {v}" for k, v in data["loads"].items())
+    add(
+        f"- 1-minute load average (the benchmark's own processes included): at start "
+        f"{data['load_at_start'].split(',')[0]}; {loads}"
+    )
+    for version in versions(commands):
+        add(f"- {version}")
+    add(
+        "- Ours: `examples/election.rs` (failover, scale) and `examples/periodic.rs` (request "
+        "rates, footprint); client-go: the interop peer `tests/control-plane/peer` "
+        "(`tools/leaderelection`, `LeaseLock`, `ReleaseOnCancel`) and `benches/go-electors` "
+        "(scale)"
+    )
+    if args.quick:
+        add("- **Quick run (`--quick`): trial counts and windows too small to mean anything.**")
+    add("")
+
+    # -- the table
+    ours_g, go_g = g[OURS], g[GO]
+    ours_k_renew = [r for _, r in k[OURS] if r is not None]
+    go_k_renew = [r for _, r in k[GO] if r is not None]
+    ours_k_kill = [x for x, _ in k[OURS]]
+    go_k_kill = [x for x, _ in k[GO]]
+    so, sg = summarize_steady(st[OURS], OURS), summarize_steady(st[GO], GO)
+    sco, scg = sc[OURS], sc[GO]
+
+    rows = []
+
+    def row(figure, ours, theirs, ours_text, theirs_text, target=""):
+        rows.append(f"| {figure} | {ours_text} | {theirs_text} | {ratio(ours, theirs)} | {target} |")
+
+    n_g, n_k = len(ours_g), len(ours_k_kill)
+    p50g = percentile(ours_g, 50)
+    row(
+        f"Graceful failover p50 ({n_g} trials each)",
+        p50g, percentile(go_g, 50), fmt_ms(p50g), fmt_ms(percentile(go_g, 50)),
+        f"ours ≤ 100 ms: {verdict(p50g <= 0.1)}",
+    )  # fmt: skip
+    row(
+        "Graceful failover p99",
+        percentile(ours_g, 99), percentile(go_g, 99),
+        fmt_ms(percentile(ours_g, 99)), fmt_ms(percentile(go_g, 99)),
+    )  # fmt: skip
+    p99k = percentile(ours_k_renew, 99)
+    mink = min(ours_k_renew) if ours_k_renew else float("nan")
+    for label, p in (("p50", 50), ("p99", 99)):
+        o, t = percentile(ours_k_renew, p), percentile(go_k_renew, p)
+        target = ""
+        if p == 99:
+            target = f"ours ≤ 15.100 s: {verdict(p99k <= LEASE_DURATION + 0.1)}"
+        trials = f" ({n_k} trials each)" if p == 50 else ""
+        row(
+            f"SIGKILL failover from the last renew, {label}{trials}",
+            o, t, fmt_s(o), fmt_s(t), target,
+        )  # fmt: skip
+    o, t = max(ours_k_renew, default=float("nan")), max(go_k_renew, default=float("nan"))
+    row("SIGKILL failover from the last renew, max", o, t, fmt_s(o), fmt_s(t))
+    o, t = mink, min(go_k_renew, default=float("nan"))
+    row(
+        "SIGKILL failover from the last renew, min",
+        o, t, fmt_s(o), fmt_s(t), f"ours ≥ 15.000 s: {verdict(mink >= LEASE_DURATION)}",
+    )  # fmt: skip
+    for label, p in (("p50", 50), ("p99", 99)):
+        o, t = percentile(ours_k_kill, p), percentile(go_k_kill, p)
+        row(f"SIGKILL failover from the kill, {label}", o, t, fmt_s(o), fmt_s(t))
+    o, t = max(ours_k_kill), max(go_k_kill)
+    row("SIGKILL failover from the kill, max", o, t, fmt_s(o), fmt_s(t))
+    for role in ("leader", "follower"):
+        o, t = so[f"{role}_per_min"], sg[f"{role}_per_min"]
+        row(
+            f"Lease requests per minute, {role}",
+            o, t, f"{o:.1f}", f"{t:.1f}", f"ours ≤ half: {verdict(o <= t / 2)}",
+        )  # fmt: skip
+    o, t = so["fleet3_per_candidate_per_min"], sg["fleet3_per_candidate_per_min"]
+    row("Lease requests per minute per candidate, fleet of 3 (average)", o, t, f"{o:.1f}", f"{t:.1f}")
+    scale_label = f"Scale ({sco['count']:,} leases × {sco['replicas']} processes)"
+
+    def converged_text(result):
+        if result["converged_s"] is None:
+            return f"not all within {args.converge_timeout:.0f} s ({result['led_at_end_of_wait']:,} led)"
+        return f"{result['converged_s']:.1f} s"
+
+    o = sco["converged_s"] if sco["converged_s"] is not None else float("nan")
+    t = scg["converged_s"] if scg["converged_s"] is not None else float("nan")
+    row(f"{scale_label}: time until every lease has a leader", o, t,
+        converged_text(sco), converged_text(scg))  # fmt: skip
+    o, t = sco["requests_per_s"], scg["requests_per_s"]
+    row(f"{scale_label}: lease requests per second, all replicas", o, t, f"{o:.0f}", f"{t:.0f}")
+    o, t = max(sco["rss_mib"].values()), max(scg["rss_mib"].values())
+    row(f"{scale_label}: RSS per replica, largest", o, t, f"{o:.1f} MiB", f"{t:.1f} MiB")
+    o, t = sum(sco["cpu_percent"].values()), sum(scg["cpu_percent"].values())
+    row(
+        f"{scale_label}: CPU of the 3 replicas together (% of one core)",
+        o, t, f"{o:.1f} %", f"{t:.1f} %",
+    )  # fmt: skip
+    o, t = sco["apiserver_cpu_percent"], scg["apiserver_cpu_percent"]
+    row(f"{scale_label}: kube-apiserver CPU meanwhile (% of one core)", o, t,
+        f"{o:.0f} %", f"{t:.0f} %")  # fmt: skip
+    o, t = sco["leadership_changes"], scg["leadership_changes"]
+    row(f"{scale_label}: leadership changes during the windows", o, t, f"{o}", f"{t}")
+    for role in ("leader", "follower"):
+        o, t = so[f"{role}_rss_kib"] / 1024, sg[f"{role}_rss_kib"] / 1024
+        row(f"Idle footprint, {role}: RSS", o, t, f"{o:.1f} MiB", f"{t:.1f} MiB")
+        o, t = so[f"{role}_cpu_s_per_hour"], sg[f"{role}_cpu_s_per_hour"]
+        row(f"Idle footprint, {role}: CPU seconds per hour", o, t, f"{o:.1f} s", f"{t:.1f} s")
+
+    add("## Results")
+    add("")
+    add("| Figure | ours | client-go | ours / client-go | target |")
+    add("| --- | ---: | ---: | ---: | --- |")
+    lines.extend(rows)
+    add("")
+    add("![Failover distributions](benchmarks/failover.svg)")
+    add("")
+
+    # -- targets
+    add("## Targets")
+    add("")
+    misses = []
+    if p50g > 0.1:
+        misses.append(
+            f"Graceful failover p50 is {fmt_ms(p50g)}, {fmt_ms(p50g - 0.1)} over the 100 ms target."
+        )
+    if p99k > LEASE_DURATION + 0.1:
+        misses.append(
+            f"SIGKILL failover p99 from the last renew is {fmt_s(p99k)}, "
+            f"{fmt_ms(p99k - LEASE_DURATION - 0.1)} over lease duration + 100 ms."
+        )
+    if mink < LEASE_DURATION:
+        misses.append(
+            f"A SIGKILL takeover came {fmt_ms(LEASE_DURATION - mink)} before the lease duration "
+            "had passed since the last renew."
+        )
+    for role in ("leader", "follower"):
+        o, t = so[f"{role}_per_min"], sg[f"{role}_per_min"]
+        if o > t / 2:
+            why = MISS_REASONS.get(role, "")
+            misses.append(
+                f"The {role} makes {o:.1f} lease requests per minute against client-go's "
+                f"{t:.1f}: {o / t:.2f} of client-go's, {o - t / 2:.1f} per minute over half. {why}"
+            )
+    if not misses:
+        add("Every target was met.")
+    for miss in misses:
+        add(f"- {miss}")
+    add("")
+    expected_puts = sco["count"] / 2.0  # one renew per lease per retry period
+    ours_puts = sco["verbs_per_s"].get("PUT", 0.0)
+    if ours_puts > 1.25 * expected_puts:
+        add(
+            f"**Scale anomaly.** Our three processes made {ours_puts:.0f} PUT/s in steady state, "
+            f"{ours_puts / expected_puts:.1f} times the one renew per lease per retry period "
+            f"({expected_puts:.0f}/s) they make when the API server keeps up; lease watches were "
+            f"reopened {sco['verbs_per_s'].get('WATCH', 0.0) * 60:.0f} times per minute. "
+            + SCALE_AMPLIFICATION
+        )
+        add("")
+
+    # -- details
+    add("## Details")
+    add("")
+    add(
+        "Lease requests per minute by verb (median over the windows), as kube-apiserver counted "
+        "them, its own included:"
+    )
+    add("")
+    add("| fleet | verbs per minute |")
+    add("| --- | --- |")
+
+    def verb_text(verbs):
+        return ", ".join(f"{v} {n:.1f}" for v, n in sorted(verbs.items()) if n >= 0.05) or "none"
+
+    add(f"| none (the API server alone) | {verb_text(st['baseline']['per_min'])} |")
+    for impl, s in ((OURS, so), (GO, sg)):
+        for label, verbs in (("leader alone", s["verbs_alone"]), ("leader + 2 followers", s["verbs_three"])):
+            add(f"| {impl}, {label} | {verb_text(verbs)} |")
+    add("")
+    for impl, s in ((OURS, so), (GO, sg)):
+        add(
+            f"- Idle CPU of {impl} in 10 ms ticks (`/proc/PID/stat`), as a cross-check: leader "
+            f"{s['leader_cpu_ticks_s']:.2f} s in {s['leader_cpu_window_s'] / 60:.1f} min, a follower "
+            f"{s['follower_cpu_ticks_s']:.2f} s in {s['follower_cpu_window_s'] / 60:.1f} min."
+        )
+    add("")
+    add("Scale, per replica (CPU in % of one core, median over the windows; RSS, the largest):")
+    add("")
+    add("| implementation | replica | leases held at the end | CPU | RSS |")
+    add("| --- | --- | ---: | ---: | ---: |")
+    for impl, result in ((OURS, sco), (GO, scg)):
+        for id in sorted(result["rss_mib"]):
+            add(
+                f"| {impl} | {id} | {result['holders'].get(id, 0):,} | "
+                f"{result['cpu_percent'][id]:.1f} % | {result['rss_mib'][id]:.1f} MiB |"
+            )
+    add("")
+    for impl, result in ((OURS, sco), (GO, scg)):
+        verbs = ", ".join(
+            f"{v} {n:.1f}" for v, n in sorted(result["verbs_per_s"].items()) if n >= 0.05
+        )
+        add(
+            f"- Scale, {impl}: lease requests per second by verb (API server's own included): "
+            f"{verbs or 'none'}; etcd CPU "
+            f"{result['etcd_cpu_percent']:.0f} % of one core."
+        )
+    add("")
+
+    # -- method
+    add("## Method")
+    add("")
+    add(METHOD.format(
+        graceful=n_g, kill=n_k, windows=args.windows, window=args.window,
+        warmup=args.warmup, count=args.scale_leases, replicas=3,
+        scale_windows=args.scale_windows, scale_window=args.scale_window,
+        leader_cpu_window=so["leader_cpu_window_s"] / 60,
+        follower_cpu_window=so["follower_cpu_window_s"] / 60,
+        converge=args.converge_timeout,
+        watch_timeout=WATCH_TIMEOUT_S, watch_rate=OURS_WATCH_PER_MIN,
+        baseline_windows=args.baseline_windows,
+        baseline=sum(n for v, n in st["baseline"]["per_min"].items() if v != "WATCH"),
+    ))  # fmt: skip
+    add("")
+    add("<details><summary>Every trial (seconds)</summary>")
+    add("")
+    add(f"- Graceful, ours: {', '.join(f'{x:.4f}' for x in ours_g)}")
+    add(f"- Graceful, client-go: {', '.join(f'{x:.4f}' for x in go_g)}")
+    for impl in (OURS, GO):
+        pairs = ", ".join(
+            f"{a:.3f}/{'?' if b is None else f'{b:.3f}'}" for a, b in k[impl]
+        )
+        add(f"- SIGKILL, {impl} (from the kill / from the last renew): {pairs}")
+    add("")
+    add("</details>")
+    add("")
+    path.write_text("\n".join(lines))
+    svg_dir.mkdir(parents=True, exist_ok=True)
+    (svg_dir / "failover.svg").write_text(failover_svg(g, k))
+
+
+MISS_REASONS = {
+    "leader": (
+        "Why: the leader renews once per retry period (2 s), exactly as client-go's leader "
+        "does, since that cadence is what gives it several attempts before its 10 s renew "
+        "deadline; a renew is one PUT for both. Our savings are on the followers, which follow "
+        "the lease through one shared watch instead of a GET per retry period. What would close "
+        "it: renew less often than the retry period while the API server answers (e.g. every "
+        "renew deadline / 3, falling back to the retry period after a failure), which client-go "
+        "followers tolerate since they only need a renew within each lease duration."
+    ),
+    "follower": (
+        "Why: see the per-verb table below; followers should only hold a watch open."
+    ),
+}
+
+SCALE_AMPLIFICATION = (
+    "The likely cause is in the leader's loop (`leader-runtime/src/elector.rs`, "
+    "`check_feed_while_leading`): when the lease watch lags behind the leader's own writes by "
+    "more than a retry period, the watch delivers the leader's previous renew after the next one "
+    "returned; that record names us but differs from our last write, which is answered with an "
+    "immediate renew (`FeedCheck::RenewNow`). Each of those renews is echoed late again, so once "
+    "the API server falls behind the leaders renew as fast as echoes arrive, which can keep it "
+    "behind (kube-apiserver then also closes the slow watches). Ignoring echoes older than our "
+    "last write (by resourceVersion) would close it."
+)
+
+METHOD = """\
+- **Graceful failover** (figure 1): 3 candidates of each implementation, each fleet on a Lease
+  in a namespace of its own; trials alternate between the fleets, {graceful} per fleet. A trial
+  waits a random 0-1 s, sends SIGTERM to the leader and measures until another candidate prints
+  `leading`: both programs stamp their lines with CLOCK_MONOTONIC (`--timestamps`), the clock the
+  runner reads before the signal. The stopped candidate is replaced by one with a new identity,
+  and the next trial starts once it has seen the leader. p50/p99 interpolate linearly between
+  order statistics of all trials (with {graceful} trials p99 is close to the maximum).
+- **SIGKILL failover** (figure 2): the same, with SIGKILL and a random 0-2 s wait, {kill} trials
+  per fleet; the two fleets run at the same time (separate namespaces, one API server). "From the
+  last renew" is from the `renewTime` the killed leader left in the Lease (read right after the
+  kill; the Lease's MicroTime has microsecond precision, taken from CLOCK_REALTIME, converted to
+  CLOCK_MONOTONIC with the offset measured at the kill). Followers measure expiry from when they
+  saw the last change, so a takeover can never come earlier than one lease duration after the
+  last renew.
+- **Lease requests per candidate** (figure 3), counted by kube-apiserver: its `/metrics`
+  (`apiserver_request_total{{resource="leases"}}`, every verb) is read at the start and the end
+  of each window. That counter counts a request when it completes, so a watch is counted when it
+  starts instead: completed watches plus the change of `apiserver_longrunning_requests` (open
+  watches) over the window. kube-apiserver renews its own identity Lease (in kube-system) every
+  10 s: {baseline_windows} windows of the API server alone come first, and their rate
+  ({baseline:.1f} per minute, WATCH aside) is subtracted from every window (here and in the
+  scale figure). Watches are counted apart: each of our processes keeps one lease watch open,
+  which kube's watcher reopens every {watch_timeout} s (its `timeoutSeconds`), too rare to fall
+  reliably into a window, so ours are charged {watch_rate:.2f} requests per minute for it; the
+  peer opens no watch (client-go's `LeaseLock` only gets, creates and updates), and the API
+  server's own lease watches, reopened now and then, are left out on both sides.
+  The fleets run one after the other, nothing else on the API server: one candidate alone ({windows} windows of {window:.0f} s after a {warmup:.0f} s warm-up) gives
+  the leader's rate; two followers are added, and ({windows} more windows) each follower's rate
+  is (total - leader) / 2. Figures are medians over the windows. Ours is `examples/periodic.rs` (the attributes over the same runtime as
+  `examples/election.rs`), client-go is the peer.
+- **Scale** (figure 4): {replicas} processes started at once, each campaigning for the same
+  {count} Leases (ours: `examples/election.rs --lease-lock-name scale-0,...`; client-go:
+  `benches/go-electors`, {count} `LeaderElector`s on one clientset with client-go's
+  client-side rate limit off, as its default 5 requests per second could not renew {count}
+  leases). Time until every Lease has a holder is polled with a LIST every 0.25 s (given up
+  after {converge:.0f} s); then, after a {warmup:.0f} s warm-up, {scale_windows} windows of
+  {scale_window:.0f} s give lease requests per second at the API server, CPU (utime + stime from
+  `/proc/PID/stat`, in % of one core) and the largest VmRSS of each replica, and the leadership
+  changes (`leading` lines) during the windows. Ours and client-go run one after the other.
+- **Idle footprint** (figure 5): measured on the processes of figure 3. The leader's CPU is
+  over all its windows ({leader_cpu_window:.0f} min), a follower's over the 3-candidate windows
+  ({follower_cpu_window:.0f} min), extrapolated to one hour. CPU time is the run time of the
+  process's threads (`/proc/PID/task/TID/schedstat`, nanoseconds; the 10 ms ticks of
+  `/proc/PID/stat` are too coarse for idle processes). RSS is the largest VmRSS seen.
+- Ratios are ours / client-go; below 1 means ours is faster or smaller."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The plot, a hand-written SVG: one strip of dots per implementation and measure.
+
+COLORS = {OURS: "#c2410c", GO: "#1d4ed8"}
+
+
+def failover_svg(graceful, kill):
+    width, left, right = 780, 250, 30
+    panels = [
+        (
+            "Graceful failover (SIGTERM to leading), log scale",
+            [(f"{OURS}", OURS, graceful[OURS]), ("client-go", GO, graceful[GO])],
+            "log",
+        ),
+        (
+            "SIGKILL failover (seconds)",
+            [
+                (f"{OURS}, from the last renew", OURS, [r for _, r in kill[OURS] if r is not None]),
+                ("client-go, from the last renew", GO, [r for _, r in kill[GO] if r is not None]),
+                (f"{OURS}, from the kill", OURS, [x for x, _ in kill[OURS]]),
+                ("client-go, from the kill", GO, [x for x, _ in kill[GO]]),
+            ],
+            "linear",
+        ),
+    ]
+    row_h, panel_gap, top = 34, 70, 40
+    height = top
+    for _, rows, _ in panels:
+        height += len(rows) * row_h + panel_gap
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+    ]
+    rng = random.Random(7)
+    y0 = top
+    for title, rows, scale_kind in panels:
+        values = [v for _, _, vs in rows for v in vs if v > 0]
+        if not values:
+            values = [1.0]
+        if scale_kind == "log":
+            lo = 10 ** math.floor(math.log10(min(values)))
+            hi = 10 ** math.ceil(math.log10(max(values)))
+            if hi <= lo:
+                hi = lo * 10
+
+            def x_of(v, lo=lo, hi=hi):
+                v = max(v, lo)
+                return left + (math.log10(v) - math.log10(lo)) / (
+                    math.log10(hi) - math.log10(lo)
+                ) * (width - left - right)
+
+            ticks, t = [], lo
+            while t <= hi * 1.0001:
+                ticks.append((t, f"{t * 1000:g} ms" if t < 1 else f"{t:g} s"))
+                t *= 10
+        else:
+            lo = math.floor(min(min(values), LEASE_DURATION) - 0.5)
+            hi = math.ceil(max(values) + 0.5)
+
+            def x_of(v, lo=lo, hi=hi):
+                return left + (v - lo) / (hi - lo) * (width - left - right)
+
+            step = 1 if hi - lo <= 12 else 2
+            ticks = [(float(t), f"{t} s") for t in range(int(lo), int(hi) + 1, step)]
+        out.append(
+            f'<text x="{left}" y="{y0 - 14}" font-weight="bold">{html.escape(title)}</text>'
+        )
+        plot_h = len(rows) * row_h
+        for t, label in ticks:
+            x = x_of(t)
+            out.append(
+                f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y0 + plot_h}" stroke="#ddd"/>'
+            )
+            out.append(
+                f'<text x="{x:.1f}" y="{y0 + plot_h + 16}" text-anchor="middle" '
+                f'fill="#444">{html.escape(label)}</text>'
+            )
+        if scale_kind == "linear":
+            for mark, label in ((LEASE_DURATION, "lease duration"),
+                                (LEASE_DURATION + 0.1, "+100 ms")):  # fmt: skip
+                x = x_of(mark)
+                out.append(
+                    f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y0 + plot_h}" '
+                    'stroke="#888" stroke-dasharray="4 3"/>'
+                )
+            out.append(
+                f'<text x="{x_of(LEASE_DURATION):.1f}" y="{y0 - 2}" text-anchor="end" '
+                'fill="#666" font-size="10">15 s lease duration</text>'
+            )
+        else:
+            x = x_of(0.1)
+            out.append(
+                f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y0 + plot_h}" '
+                'stroke="#888" stroke-dasharray="4 3"/>'
+            )
+            out.append(
+                f'<text x="{x:.1f}" y="{y0 - 2}" text-anchor="middle" fill="#666" '
+                'font-size="10">100 ms target</text>'
+            )
+        for i, (label, impl, vs) in enumerate(rows):
+            cy = y0 + i * row_h + row_h / 2
+            out.append(
+                f'<text x="{left - 10}" y="{cy + 4:.1f}" text-anchor="end">'
+                f"{html.escape(label)} (n={len(vs)})</text>"
+            )
+            for v in vs:
+                jitter = rng.uniform(-row_h * 0.28, row_h * 0.28)
+                out.append(
+                    f'<circle cx="{x_of(v):.1f}" cy="{cy + jitter:.1f}" r="3" '
+                    f'fill="{COLORS[impl]}" fill-opacity="0.55"/>'
+                )
+            if vs:
+                xm = x_of(percentile(vs, 50))
+                out.append(
+                    f'<line x1="{xm:.1f}" y1="{cy - row_h * 0.42:.1f}" x2="{xm:.1f}" '
+                    f'y2="{cy + row_h * 0.42:.1f}" stroke="black" stroke-width="2"/>'
+                )
+        out.append(
+            f'<rect x="{left}" y="{y0}" width="{width - left - right}" height="{plot_h}" '
+            'fill="none" stroke="#999"/>'
+        )
+        y0 += plot_h + panel_gap
+    out.append(
+        f'<text x="{left}" y="{height - 12}" fill="#444">Each dot is one trial; the black bar '
+        "is the median.</text>"
+    )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bin-dir", required=True, help="the directory tests/control-plane/build.sh printed")
+    parser.add_argument("--quick", action="store_true", help="tiny runs, to debug this script")
+    parser.add_argument("--graceful-trials", type=int, default=30)
+    parser.add_argument("--kill-trials", type=int, default=15)
+    parser.add_argument("--windows", type=int, default=3, help="steady-state windows per fleet")
+    parser.add_argument("--window", type=float, default=40.0, help="seconds per steady-state window")
+    parser.add_argument("--warmup", type=float, default=8.0)
+    parser.add_argument("--baseline-windows", type=int, default=2,
+                        help="windows of the API server alone before figure 3")  # fmt: skip
+    parser.add_argument("--scale-leases", type=int, default=1000)
+    parser.add_argument("--scale-windows", type=int, default=3)
+    parser.add_argument("--scale-window", type=float, default=20.0)
+    parser.add_argument("--converge-timeout", type=float, default=180.0)
+    parser.add_argument("--only", default="graceful,kill,steady,scale",
+                        help="comma-separated subset of the figures, for debugging")  # fmt: skip
+    parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
+    parser.add_argument("--report-from", metavar="JSON",
+                        help="only rewrite the report from a run's target/bench/last-run.json")  # fmt: skip
+    args = parser.parse_args()
+    if args.quick:
+        args.graceful_trials, args.kill_trials = 3, 1
+        args.windows, args.window, args.warmup, args.baseline_windows = 1, 10.0, 3.0, 1
+        args.scale_leases, args.scale_windows, args.scale_window = 50, 1, 5.0
+        args.converge_timeout = 60.0
+        if args.out == str(REPO / "docs" / "benchmarks.md"):
+            args.out = str(WORK / "quick" / "benchmarks.md")
+
+    if args.report_from:
+        data = json.loads(Path(args.report_from).read_text())
+        for impl in (OURS, GO):
+            data["kill"][impl] = [tuple(x) for x in data["kill"][impl]]
+        for key in ("graceful_trials", "kill_trials", "windows", "window", "warmup",
+                    "baseline_windows", "scale_leases", "scale_windows", "scale_window",
+                    "converge_timeout", "quick"):  # fmt: skip
+            setattr(args, key, data["args"][key])
+        commands = Commands(args.bin_dir, "")
+        out = Path(args.out)
+        write_report(
+            out, out.parent / "benchmarks", data, commands, args,
+            datetime.datetime.fromisoformat(data["started_at"]), data["elapsed_s"],
+        )  # fmt: skip
+        log(f"rewrote {out} from {args.report_from}")
+        return
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    state = os.environ.get("LEADER_TEST_CONTROL_PLANE")
+    if not state:
+        sys.exit("bench: LEADER_TEST_CONTROL_PLANE is not set; run me through `make bench`")
+    info = json.loads((Path(state) / "control-plane.json").read_text())
+    api = Api(info)
+    commands = Commands(args.bin_dir, info["admin_kubeconfig"])
+    started_at = datetime.datetime.now(datetime.timezone.utc)
+    t0 = monotonic()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    busy = command_output(["pgrep", "-f", "toxiproxy"])
+    if os.getloadavg()[0] > 1.0 or busy:
+        log(f"warning: the machine is not quiet (load {load}); figures will be noisy")
+    only = set(args.only.split(","))
+    data = {"load_at_start": load, "loads": {}}
+
+    def note_load(figure):
+        data["loads"][figure] = f"{os.getloadavg()[0]:.2f}"
+        others = command_output(["pgrep", "-f", "toxiproxy|deps/cluster-"])
+        if others:
+            data["loads"][figure] += " (fault campaign running)"
+
+    note_load("before figure 1")
+    data["graceful"] = graceful_failover(api, commands, args.graceful_trials) if "graceful" in only else {OURS: [], GO: []}
+    note_load("after figure 1")
+    data["kill"] = kill_failover(api, commands, args.kill_trials) if "kill" in only else {OURS: [], GO: []}
+    note_load("after figure 2")
+    data["steady"] = (
+        steady_state(api, commands, args.windows, args.window, args.warmup, args.baseline_windows)
+        if "steady" in only else None
+    )  # fmt: skip
+    note_load("after figures 3 and 5")
+    baseline = data["steady"]["baseline"] if data["steady"] else None
+    data["scale"] = (
+        scale(api, commands, args.scale_leases, 3, args.scale_windows, args.scale_window,
+              args.warmup, args.converge_timeout, baseline)
+        if "scale" in only else None
+    )  # fmt: skip
+    note_load("after figure 4")
+    data["started_at"] = started_at.isoformat()
+    data["elapsed_s"] = monotonic() - t0
+    data["args"] = vars(args)
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "last-run.json").write_text(json.dumps(data, indent=1, default=str))
+    if only != {"graceful", "kill", "steady", "scale"}:
+        log(f"partial run (--only); raw data in {WORK / 'last-run.json'}, no report written")
+        return
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    svg_dir = out.parent / "benchmarks"
+    write_report(out, svg_dir, data, commands, args, started_at, data["elapsed_s"])
+    log(f"wrote {out} and {svg_dir / 'failover.svg'} in {(monotonic() - t0) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
