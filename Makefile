@@ -36,7 +36,7 @@ lint:
 .PHONY: bench
 BENCH_FLAGS ?=
 
-## Ours against client-go on one local control plane (about 25 minutes on 2 cores): failover,
+## Ours against client-go on one local control plane (about 20 minutes on 2 cores): failover,
 ## API requests, scale, footprint. Writes docs/benchmarks.md and docs/benchmarks/failover.svg.
 ## BENCH_FLAGS=--quick is a smoke run of a few minutes that writes under target/bench/quick/.
 bench:
