@@ -44,6 +44,16 @@ pub(crate) fn same_record(a: &Lease, b: &Lease) -> bool {
     a.spec == b.spec
 }
 
+/// The two records equal but for `renewTime`: `a` is an earlier or later renew of `b`.
+pub(crate) fn same_but_renew_time(a: &Lease, b: &Lease) -> bool {
+    let without_renew = |lease: &Lease| {
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        spec.renew_time = None;
+        spec
+    };
+    without_renew(a) == without_renew(b)
+}
+
 /// A fresh Lease held by `identity`, for creating.
 pub(crate) fn new_lease(
     key: &LeaseKey,

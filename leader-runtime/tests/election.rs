@@ -608,3 +608,26 @@ async fn an_edited_lease_duration_is_renewed_over_at_once() {
         (Some("a"), Some(15))
     );
 }
+
+/// Regression (benchmarks at scale): a late watch echo of one of the leader's own earlier renews
+/// was taken for an edit and answered with an immediate renew, which fed on itself once the API
+/// server lagged. Only an edit of something other than renewTime triggers an early renew.
+#[tokio::test(start_paused = true)]
+async fn regression_a_late_echo_of_our_own_renew_does_not_trigger_a_renew() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    campaign(&a).started().await;
+    sleep(Duration::from_millis(100)).await;
+    let before = store.requests();
+    // As a lagging watch would show it: our record with an older renewTime.
+    store.edit(&key(), |lease| {
+        lease.spec.as_mut().unwrap().renew_time =
+            Some(MicroTime("2020-01-01T00:00:00Z".parse().unwrap()));
+    });
+    sleep(Duration::from_millis(500)).await; // less than the 2 s retry period
+    assert_eq!(
+        store.requests(),
+        before,
+        "no early renew for a renewTime-only difference"
+    );
+}
