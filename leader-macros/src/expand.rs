@@ -79,27 +79,24 @@ fn leader_only_fn(config: LeaderOnly) -> TokenStream {
     // that is not `Send`, a parameter that is not `'static`): the function's name.
     let at = Span::call_site().located_at(sig.ident.span());
 
-    let namespace = match namespace {
-        Some(namespace) => quote_spanned!(at=> ::core::option::Option::Some(#namespace)),
-        None => quote_spanned!(at=> ::core::option::Option::None),
-    };
+    let namespace = optional(at, namespace.map(|namespace| namespace.into_token_stream()));
     let leader = krate_at(krate.as_ref(), at);
-    let config = match timings {
-        None => quote_spanned!(at=> ::core::option::Option::None),
-        Some(timings) => {
+    let config = optional(
+        at,
+        timings.map(|timings| {
             let millis = |millis: u64| proc_macro2::Literal::u64_unsuffixed(millis);
             let lease_duration = millis(timings.lease_duration);
             let renew_deadline = millis(timings.renew_deadline);
             let retry_period = millis(timings.retry_period);
             quote_spanned! {at=>
-                ::core::option::Option::Some(#leader::__private::ElectionConfig {
+                #leader::__private::ElectionConfig {
                     lease_duration: #leader::__private::Duration::from_millis(#lease_duration),
                     renew_deadline: #leader::__private::Duration::from_millis(#renew_deadline),
                     retry_period: #leader::__private::Duration::from_millis(#retry_period),
-                })
+                }
             }
-        }
-    };
+        }),
+    );
     let election = quote_spanned! {at=>
         #leader::__private::election(#lease, #namespace, #config)
     };
@@ -207,6 +204,14 @@ fn typed_output(sig: &Signature) -> TokenStream {
     }
 }
 
+/// `::core::option::Option::Some(value)` or `::core::option::Option::None`, located at `at`.
+fn optional(at: Span, value: Option<TokenStream>) -> TokenStream {
+    match value {
+        Some(value) => quote_spanned!(at=> ::core::option::Option::Some(#value)),
+        None => quote_spanned!(at=> ::core::option::Option::None),
+    }
+}
+
 fn leader_main_fn(config: LeaderMain) -> TokenStream {
     let LeaderMain {
         krate,
@@ -230,10 +235,7 @@ fn leader_main_fn(config: LeaderMain) -> TokenStream {
         Flavor::CurrentThread => quote_spanned!(at=> CurrentThread),
         Flavor::MultiThread => quote_spanned!(at=> MultiThread),
     };
-    let option = |value: Option<TokenStream>| match value {
-        Some(value) => quote_spanned!(at=> ::core::option::Option::Some(#value)),
-        None => quote_spanned!(at=> ::core::option::Option::None),
-    };
+    let option = |value: Option<TokenStream>| optional(at, value);
     let worker_threads = option(
         worker_threads
             .map(|threads| proc_macro2::Literal::usize_unsuffixed(threads).into_token_stream()),
