@@ -3,6 +3,11 @@
 
 CONTROL_PLANE_BIN = $$(tests/control-plane/build.sh)
 
+# The libraries enable no Kubernetes version of k8s-openapi (the application picks it); commands
+# that build them without their dev-dependencies (`cargo doc`, `cargo build`) use the control
+# plane's, as the dev-dependencies do.
+export K8S_OPENAPI_ENABLED_VERSION ?= 1.37
+
 .PHONY: test control-plane demo fault-campaign lint
 
 ## Every test: unit, doc, trybuild UI and integration tests against a real control plane.
