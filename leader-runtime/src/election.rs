@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -252,6 +252,91 @@ impl Election {
                 Err(error) if error.is_panic() => Err(Error::WorkPanicked { lease: lease() }),
                 Err(_) => Err(Error::ShutDown { lease: lease() }),
             };
+        }
+    }
+
+    /// While this replica leads, runs `tick` every `period`; after losing leadership, campaigns
+    /// again. Returns `Ok(())` when the runtime shuts down. This is the periodic form of
+    /// `#[leader_only(every = "...")]`, and ShedLock's "one instance runs the scheduled task".
+    ///
+    /// - The first tick comes as soon as this replica leads, then one per period, each with the
+    ///   [`Leadership`] of the current term.
+    /// - Ticks never overlap: a tick that overruns its period delays the next one, and the ticks
+    ///   it missed are skipped, not caught up.
+    /// - No tick starts once the term is over, also when the process resumes after a pause past
+    ///   its deadline ([`Leadership::is_leading`] reads the clock).
+    /// - A term that ends abnormally (the tick ignored its token past the hard-stop grace, or
+    ///   panicked) is logged, and the replica campaigns again.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero period; [`Error::ShutDown`] if the runtime had shut
+    /// down before the call.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use leader_runtime::{Runtime, testing::InMemoryLeaseStore};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> leader_runtime::Result<()> {
+    /// # let runtime = Runtime::builder().store(InMemoryLeaseStore::new()).build().await?;
+    /// let election = runtime.election("hourly-cleanup")?;
+    /// # let stop = runtime.clone();
+    /// # tokio::spawn(async move { tokio::time::sleep(Duration::from_secs(3 * 3600 + 1)).await; stop.shutdown().await });
+    /// election
+    ///     .lead_every(Duration::from_secs(3600), |leadership| async move {
+    ///         println!("cleaning up as leader of term {}", leadership.fencing_token());
+    ///     })
+    ///     .await?; // returns when the runtime shuts down
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn lead_every<F, Fut>(&self, period: Duration, tick: F) -> Result<()>
+    where
+        F: Fn(Leadership) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        if period.is_zero() {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "the period of `lead_every` on lease `{}` must be longer than zero",
+                    self.shared.key
+                ),
+            });
+        }
+        if self.shutdown.is_cancelled() {
+            return Err(Error::ShutDown {
+                lease: self.shared.key.to_string(),
+            });
+        }
+        let tick = Arc::new(tick);
+        loop {
+            let tick = Arc::clone(&tick);
+            let term = self.lead(move |leadership| async move {
+                let mut interval = tokio::time::interval(period);
+                interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = leadership.token().cancelled() => return,
+                        _ = interval.tick() => {
+                            if !leadership.is_leading() {
+                                return;
+                            }
+                            tick(leadership.clone()).await;
+                        }
+                    }
+                }
+            });
+            match term.await {
+                Ok(()) => {}
+                Err(Error::ShutDown { .. }) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(
+                        lease = %self.shared.key,
+                        %error,
+                        "periodic leader work ended abnormally; campaigning again"
+                    );
+                }
+            }
         }
     }
 

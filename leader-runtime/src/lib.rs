@@ -60,5 +60,7 @@ pub use error::{Error, RBAC_RULE, Result, Verb};
 #[cfg(feature = "http")]
 pub use http::{DEFAULT_HEALTH_TOLERANCE, HttpServer};
 pub use names::{validate_lease_name, validate_namespace};
-pub use runtime::{Runtime, RuntimeBuilder, shutdown_signal};
+pub use runtime::{
+    ENV_IDENTITY, ENV_NAMESPACE, ENV_STANDALONE, Runtime, RuntimeBuilder, shutdown_signal,
+};
 pub use tokio_util::sync::CancellationToken;

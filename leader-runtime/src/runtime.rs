@@ -35,6 +35,10 @@ pub struct Runtime {
 
 struct Inner {
     store: Arc<dyn LeaseStore>,
+    /// The API client behind `store`, when it is the Kubernetes API.
+    client: Option<kube::Client>,
+    /// Whether the builder applied the `LEADER_*` variables.
+    applied_env: bool,
     identity: String,
     namespace: String,
     config: ElectionConfig,
@@ -113,6 +117,19 @@ impl Runtime {
         Ok(election)
     }
 
+    /// The Kubernetes API client the runtime uses, for the program's own requests (one client
+    /// per process). `None` when the runtime keeps its leases elsewhere
+    /// ([`RuntimeBuilder::store`], `LEADER_STANDALONE`).
+    pub fn client(&self) -> Option<&kube::Client> {
+        self.inner.client.as_ref()
+    }
+
+    /// Whether the runtime's builder applied the `LEADER_*` environment variables
+    /// ([`RuntimeBuilder::apply_env`]).
+    pub fn applied_env(&self) -> bool {
+        self.inner.applied_env
+    }
+
     /// This replica's identity, as written to `holderIdentity`.
     pub fn identity(&self) -> &str {
         &self.inner.identity
@@ -153,18 +170,21 @@ impl Runtime {
     }
 }
 
-/// Waits for SIGTERM (what Kubernetes sends to stop a pod) or Ctrl+C, and names the one that came.
-/// Pair it with [`Runtime::shutdown`] to release leases when the process is asked to stop.
+/// Waits for SIGTERM (what Kubernetes sends to stop a pod) or Ctrl+C, logs it, and names the one
+/// that came. Pair it with [`Runtime::shutdown`] to release leases when the process is asked to
+/// stop.
 ///
 /// # Panics
 /// If the signal handlers cannot be installed (outside a tokio runtime with signals enabled).
 pub async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
+    let signal = tokio::select! {
         _ = tokio::signal::ctrl_c() => "Ctrl+C",
         _ = terminate.recv() => "SIGTERM",
-    }
+    };
+    tracing::info!("{signal} received: stopping leader work and releasing leases");
+    signal
 }
 
 /// Settings for a [`Runtime`].
@@ -173,13 +193,75 @@ pub async fn shutdown_signal() -> &'static str {
 pub struct RuntimeBuilder {
     client: Option<kube::Client>,
     store: Option<Arc<dyn LeaseStore>>,
+    /// The store is the in-memory one from `LEADER_STANDALONE`: warn when building.
+    standalone: bool,
+    /// [`RuntimeBuilder::apply_env`] was called.
+    applied_env: bool,
     identity: Option<String>,
     namespace: Option<String>,
     config: Option<ElectionConfig>,
     renames: HashMap<String, String>,
 }
 
+/// Sets this replica's identity ([`RuntimeBuilder::apply_env`]).
+pub const ENV_IDENTITY: &str = "LEADER_IDENTITY";
+/// Sets the namespace of leases that name none ([`RuntimeBuilder::apply_env`]).
+pub const ENV_NAMESPACE: &str = "LEADER_NAMESPACE";
+/// `1` keeps leases in memory, this process the sole leader ([`RuntimeBuilder::apply_env`]).
+pub const ENV_STANDALONE: &str = "LEADER_STANDALONE";
+
+const STANDALONE_WARNING: &str = "LEADER_STANDALONE is set: leases are kept in memory and this \
+    process is the sole leader of every lease. For local development only; never in a cluster.";
+
 impl RuntimeBuilder {
+    /// Applies the `LEADER_*` environment variables that are set (and not empty) over the
+    /// settings made so far; settings made afterwards win over them. `#[leader_main]` applies
+    /// them after its own `identity` and `namespace`, so there the variables win; a program that
+    /// builds its runtime itself (`#[leader_main(runtime = ...)]`) calls this to keep them.
+    ///
+    /// | variable | effect |
+    /// | --- | --- |
+    /// | `LEADER_IDENTITY` | [`identity`](Self::identity) |
+    /// | `LEADER_NAMESPACE` | [`namespace`](Self::namespace) |
+    /// | `LEADER_STANDALONE` | any value but `0` or `false`: leases are kept in an in-memory store, so this process is the sole leader of every lease; [`build`](Self::build) prints a warning. For trying a program without a cluster, never in one. |
+    ///
+    /// ```no_run
+    /// # async fn build(flag_id: Option<String>) -> leader_runtime::Result<leader_runtime::Runtime> {
+    /// use leader_runtime::Runtime;
+    ///
+    /// // The environment first, then a command-line flag that wins over it.
+    /// let mut builder = Runtime::builder().apply_env();
+    /// if let Some(id) = flag_id {
+    ///     builder = builder.identity(id);
+    /// }
+    /// builder.build().await
+    /// # }
+    /// ```
+    pub fn apply_env(self) -> Self {
+        self.apply_env_from(|name| std::env::var(name).ok())
+    }
+
+    /// [`apply_env`](Self::apply_env) over the variables that `var` reads.
+    fn apply_env_from(mut self, var: impl Fn(&str) -> Option<String>) -> Self {
+        self.applied_env = true;
+        let var = |name: &str| {
+            var(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|value| !value.is_empty())
+        };
+        if let Some(identity) = var(ENV_IDENTITY) {
+            self.identity = Some(identity);
+        }
+        if let Some(namespace) = var(ENV_NAMESPACE) {
+            self.namespace = Some(namespace);
+        }
+        if var(ENV_STANDALONE).is_some_and(|value| value != "0" && value != "false") {
+            self = self.store(crate::testing::InMemoryLeaseStore::new());
+            self.standalone = true;
+        }
+        self
+    }
+
     /// Uses the Lease `to` wherever the program asks for lease `from`, for example to run two
     /// deployments of one binary in one namespace, or to honour a `--lease-lock-name` flag for a
     /// lease named in a `#[leader_only]` attribute.
@@ -192,6 +274,8 @@ impl RuntimeBuilder {
     /// then `$KUBECONFIG` or `~/.kube/config`).
     pub fn client(mut self, client: kube::Client) -> Self {
         self.client = Some(client);
+        self.store = None;
+        self.standalone = false;
         self
     }
 
@@ -199,6 +283,8 @@ impl RuntimeBuilder {
     /// [`testing`](crate::testing).
     pub fn store(mut self, store: impl LeaseStore) -> Self {
         self.store = Some(Arc::new(store));
+        self.client = None;
+        self.standalone = false;
         self
     }
 
@@ -240,7 +326,11 @@ impl RuntimeBuilder {
                 reason: "it is empty".into(),
             });
         }
-        let (store, client_namespace): (Arc<dyn LeaseStore>, Option<String>) =
+        if self.standalone {
+            eprintln!("WARNING: {STANDALONE_WARNING}");
+            tracing::warn!("{STANDALONE_WARNING}");
+        }
+        let (store, client): (Arc<dyn LeaseStore>, Option<kube::Client>) =
             match (self.store, self.client) {
                 (Some(store), _) => (store, None),
                 (None, client) => {
@@ -250,19 +340,20 @@ impl RuntimeBuilder {
                             .await
                             .map_err(|source| Error::NoKubeConfig { source })?,
                     };
-                    let namespace = client.default_namespace().to_owned();
-                    (Arc::new(KubeLeaseStore::new(client)), Some(namespace))
+                    (Arc::new(KubeLeaseStore::new(client.clone())), Some(client))
                 }
             };
         let namespace = self
             .namespace
             .or_else(identity::namespace_from_environment)
-            .or(client_namespace)
+            .or_else(|| Some(client.as_ref()?.default_namespace().to_owned()))
             .unwrap_or_else(|| "default".to_owned());
         validate_namespace(&namespace)?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 store,
+                client,
+                applied_env: self.applied_env,
                 identity,
                 namespace,
                 config,
@@ -272,5 +363,56 @@ impl RuntimeBuilder {
                 renames: self.renames,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        |name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_environment_wins_over_earlier_settings_and_loses_to_later_ones() {
+        let vars = env(&[(ENV_IDENTITY, "from-env"), (ENV_NAMESPACE, " jobs ")]);
+        let runtime = Runtime::builder()
+            .store(crate::testing::InMemoryLeaseStore::new())
+            .identity("from-attribute")
+            .apply_env_from(&vars)
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(
+            (runtime.identity(), runtime.namespace()),
+            ("from-env", "jobs")
+        );
+        let runtime = Runtime::builder()
+            .store(crate::testing::InMemoryLeaseStore::new())
+            .apply_env_from(&vars)
+            .identity("from-flag")
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(runtime.identity(), "from-flag");
+    }
+
+    #[tokio::test]
+    async fn empty_variables_are_unset_and_standalone_keeps_leases_in_memory() {
+        let runtime = Runtime::builder()
+            .identity("kept")
+            .apply_env_from(env(&[(ENV_IDENTITY, "  "), (ENV_STANDALONE, "1")]))
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(runtime.identity(), "kept");
+        assert!(runtime.client().is_none(), "standalone uses no API client");
+        let off = RuntimeBuilder::default().apply_env_from(env(&[(ENV_STANDALONE, "false")]));
+        assert!(off.store.is_none() && !off.standalone);
     }
 }
