@@ -16,7 +16,8 @@
 //! the holder.
 //!
 //! All flags are optional: without `--kubeconfig` the usual configuration is used (in-cluster,
-//! then `$KUBECONFIG`), without `--id` the pod name or hostname plus a random suffix.
+//! then `$KUBECONFIG`), without `--id` `$LEADER_IDENTITY`, else the pod name or hostname plus a
+//! random suffix. `LEADER_NAMESPACE` and `LEADER_STANDALONE=1` work as with `#[leader_main]`.
 //! `--lease-duration`, `--renew-deadline` and `--retry-period` (`15s`, `500ms`) set the timings.
 //!
 //! `--health-port 8080` serves `/healthz` (liveness) and `/readyz` (readiness) on that port, and
@@ -88,9 +89,10 @@ async fn report_leadership(election: leader::runtime::Election, me: String) {
     }
 }
 
-/// Builds the runtime from client-go's example flags.
+/// Builds the runtime from client-go's example flags, over the `LEADER_*` environment variables
+/// that `#[leader_main]` documents (a flag wins over its variable).
 async fn runtime_from_flags() -> leader::Result<Runtime> {
-    let mut builder = Runtime::builder();
+    let mut builder = Runtime::builder().apply_env();
     let mut config = ElectionConfig::default();
     let mut health_port = None;
     let mut args = std::env::args().skip(1);

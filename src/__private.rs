@@ -2,14 +2,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 pub use core::time::Duration;
 pub use leader_runtime::{CancellationToken, ElectionConfig, Error, Leadership, Result};
-use leader_runtime::{Election, Runtime, testing::InMemoryLeaseStore};
-use tokio::time::MissedTickBehavior;
+use leader_runtime::{ENV_IDENTITY, ENV_NAMESPACE, ENV_STANDALONE, Election, Runtime};
 
 /// What the token parameter of a `#[leader_only]` function may be.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the token parameter of a `#[leader_only]` function",
+    label = "not `leader::CancellationToken` or `leader::Leadership`",
+    note = "take `leader::CancellationToken`, or `leader::Leadership` for the fencing token too"
+)]
 pub trait FromLeadership {
     /// Builds the parameter from the term's leadership.
     fn from_leadership(leadership: Leadership) -> Self;
@@ -27,55 +30,68 @@ impl FromLeadership for Leadership {
     }
 }
 
-/// The election of a `#[leader_only]` function in the process-wide runtime. `config: None` uses
-/// the runtime's timings; `namespace: None` its namespace.
-pub fn election(
-    lease: &str,
-    namespace: Option<&str>,
-    config: Option<ElectionConfig>,
-) -> Result<Election> {
-    let runtime = crate::installed_runtime().ok_or(Error::NotStarted)?;
-    let config = config.unwrap_or(*runtime.config());
-    runtime.election_with(namespace.unwrap_or(runtime.namespace()), lease, config)
+/// What the other parameters of a periodic `#[leader_only]` function must be: each tick gets a
+/// clone of each of them.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a parameter of a periodic `#[leader_only]` function",
+    label = "each tick gets its own clone of this parameter",
+    note = "parameters of the periodic form (`every = ...`) must be `Clone + Send + Sync + 'static`; \
+            share state through an `Arc`"
+)]
+pub trait TickParameter: Sized {
+    /// The clone that one tick gets.
+    fn for_tick(&self) -> Self;
 }
 
-/// The periodic form: while this replica leads, runs `tick` every `period` (missed ticks are
-/// skipped: a run that overruns delays the next one to the next whole period); after losing
-/// leadership, campaigns again. Returns `Ok(())` when the runtime shuts down.
-pub async fn lead_every<F, Fut>(election: Result<Election>, period: Duration, tick: F) -> Result<()>
-where
-    F: Fn(Leadership) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let election = election?;
-    let tick = Arc::new(tick);
-    loop {
-        let tick = Arc::clone(&tick);
-        let term = election.lead(move |leadership| async move {
-            let mut interval = tokio::time::interval(period);
-            interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-            loop {
-                tokio::select! {
-                    biased;
-                    () = leadership.token().cancelled() => return,
-                    // A process resumed after a pause may find both the tick and the deadline
-                    // past: `is_leading` reads the clock, so no unit of work starts late.
-                    _ = interval.tick() => {
-                        if !leadership.is_leading() {
-                            return;
-                        }
-                        tick(leadership.clone()).await;
-                    }
-                }
-            }
-        });
-        match term.await {
-            Ok(()) => {}
-            Err(Error::ShutDown { .. }) => return Ok(()),
-            Err(error) => {
-                tracing::warn!(%error, "periodic leader work ended abnormally; campaigning again")
-            }
-        }
+impl<T: Clone + Send + Sync + 'static> TickParameter for T {
+    fn for_tick(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// One call of a `#[leader_only]` function: the election of its lease in the runtime it joins
+/// (the scoped one, else the process-wide one).
+pub struct Call {
+    runtime: Runtime,
+    election: Election,
+}
+
+/// The call's election. `config: None` uses the runtime's timings; `namespace: None` its
+/// namespace.
+pub fn call(lease: &str, namespace: Option<&str>, config: Option<ElectionConfig>) -> Result<Call> {
+    let runtime = crate::current_runtime().ok_or(Error::NotStarted)?;
+    let config = config.unwrap_or(*runtime.config());
+    let election =
+        runtime.election_with(namespace.unwrap_or(runtime.namespace()), lease, config)?;
+    Ok(Call { runtime, election })
+}
+
+impl Call {
+    /// The one-shot form: [`Election::lead`], with the body in the runtime's scope.
+    pub async fn lead<F, Fut, T>(self, work: F) -> Result<T>
+    where
+        F: FnOnce(Leadership) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Call { runtime, election } = self;
+        election
+            .lead(move |leadership| crate::with_runtime(&runtime, work(leadership)))
+            .await
+    }
+
+    /// The periodic form: [`Election::lead_every`], with each tick in the runtime's scope.
+    pub async fn lead_every<F, Fut>(self, period: Duration, tick: F) -> Result<()>
+    where
+        F: Fn(Leadership) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Call { runtime, election } = self;
+        election
+            .lead_every(period, move |leadership| {
+                crate::with_runtime(&runtime, tick(leadership))
+            })
+            .await
     }
 }
 
@@ -142,8 +158,7 @@ pub fn run_main<F: Future>(options: MainOptions, body: F) -> F::Output {
                 runtime.shutdown().await;
                 output
             }
-            signal = leader_runtime::shutdown_signal() => {
-                tracing::info!("{signal} received: stopping leader work and releasing leases");
+            _ = leader_runtime::shutdown_signal() => {
                 runtime.shutdown().await;
                 std::process::exit(0);
             }
@@ -152,36 +167,52 @@ pub fn run_main<F: Future>(options: MainOptions, body: F) -> F::Output {
 }
 
 /// Builds and installs the process-wide runtime: with the user's function if given, else from
-/// the options and the environment.
+/// the options with the `LEADER_*` variables applied over them.
 async fn start(options: &MainOptions) -> Result<Runtime> {
     let runtime = match options.runtime {
-        Some(build) => build().await?,
-        None => from_environment(options).await?,
+        Some(build) => {
+            let runtime = build().await?;
+            warn_about_ignored_environment(&runtime);
+            runtime
+        }
+        None => {
+            let mut builder = Runtime::builder();
+            if let Some(identity) = options.identity {
+                builder = builder.identity(identity);
+            }
+            if let Some(namespace) = options.namespace {
+                builder = builder.namespace(namespace);
+            }
+            builder.apply_env().build().await?
+        }
     };
     if crate::install_runtime(runtime.clone()).is_err() {
         tracing::warn!(
-            "a leader runtime was installed already; #[leader_only] functions use that one"
+            target: "leader",
+            "a leader runtime was installed already; #[leader_main] installs none, and \
+             #[leader_only] functions use the one installed first"
         );
     }
     Ok(runtime)
 }
 
-async fn from_environment(options: &MainOptions) -> Result<Runtime> {
-    let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let mut builder = Runtime::builder();
-    if let Some(identity) = env("LEADER_IDENTITY").or(options.identity.map(str::to_owned)) {
-        builder = builder.identity(identity);
+/// With `runtime = ...`, the program builds the runtime and may not have applied the `LEADER_*`
+/// variables ([`leader_runtime::RuntimeBuilder::apply_env`]): say so rather than ignore them.
+fn warn_about_ignored_environment(runtime: &Runtime) {
+    if runtime.applied_env() {
+        return;
     }
-    if let Some(namespace) = env("LEADER_NAMESPACE").or(options.namespace.map(str::to_owned)) {
-        builder = builder.namespace(namespace);
-    }
-    let standalone = env("LEADER_STANDALONE").is_some_and(|value| value != "0" && value != "false");
-    if standalone {
-        let warning = "LEADER_STANDALONE is set: leases are kept in memory and this process is the \
-                       sole leader of every lease. For local development only; never in a cluster.";
+    let set: Vec<&str> = [ENV_IDENTITY, ENV_NAMESPACE, ENV_STANDALONE]
+        .into_iter()
+        .filter(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()))
+        .collect();
+    if !set.is_empty() {
+        let warning = format!(
+            "{} set, but the runtime built by `#[leader_main(runtime = ...)]` did not apply the \
+             LEADER_* variables: call `RuntimeBuilder::apply_env()` in that function to honour them",
+            set.join(" and ") + if set.len() == 1 { " is" } else { " are" },
+        );
         eprintln!("WARNING: {warning}");
-        tracing::warn!("{warning}");
-        builder = builder.store(InMemoryLeaseStore::new());
+        tracing::warn!(target: "leader", "{warning}");
     }
-    builder.build().await
 }

@@ -9,7 +9,7 @@
 pub mod __private;
 mod global;
 
-pub use global::{install_runtime, installed_runtime};
+pub use global::{current_runtime, install_runtime, installed_runtime, with_runtime};
 #[doc(inline)]
 pub use leader_macros::{leader_main, leader_only};
 #[doc(inline)]

@@ -196,7 +196,6 @@ fn integer(expr: &Expr) -> syn::Result<usize> {
     }
 }
 
-/// `crate = "path"`: the path the generated code reaches the `leader` crate through.
 /// The path of a function, written bare (`runtime = build_runtime`).
 fn function_path(expr: &Expr) -> syn::Result<Path> {
     match expr {
@@ -209,6 +208,7 @@ fn function_path(expr: &Expr) -> syn::Result<Path> {
     }
 }
 
+/// `crate = "path"`: the path the generated code reaches the `leader` crate through.
 fn path(expr: &Expr) -> syn::Result<Path> {
     match expr {
         Expr::Lit(ExprLit {

@@ -31,12 +31,21 @@ pub(crate) fn leader_main(args: TokenStream, item: TokenStream) -> TokenStream {
     emit(item, checked, leader_main_fn)
 }
 
-/// The generated function, followed by the errors if there are any. When the function itself
-/// is wrong there is nothing to generate it from, and the user's item comes out unchanged
-/// instead, so that the rest of their crate still type-checks.
-fn emit<T>(item: TokenStream, checked: Checked<T>, expand: fn(T) -> TokenStream) -> TokenStream {
-    let mut tokens = checked.config.map_or(item, expand);
-    if let Some(errors) = checked.errors {
+/// The generated function, followed by the errors if there are any. Even when something is
+/// wrong, what comes out has the signature callers expect (see [`Checked`]), so that one mistake
+/// gives one error; only an item that does not parse comes out unchanged.
+fn emit<T>(
+    item: TokenStream,
+    checked: Checked<T>,
+    expand: fn(T, bool) -> TokenStream,
+) -> TokenStream {
+    let Checked {
+        config,
+        function_is_wrong,
+        errors,
+    } = checked;
+    let mut tokens = config.map_or(item, |config| expand(config, function_is_wrong));
+    if let Some(errors) = errors {
         tokens.extend(errors.into_compile_error());
     }
     tokens
@@ -57,7 +66,7 @@ fn parse_both<A: syn::parse::Parse>(
     }
 }
 
-fn leader_only_fn(config: LeaderOnly) -> TokenStream {
+fn leader_only_fn(config: LeaderOnly, function_is_wrong: bool) -> TokenStream {
     let LeaderOnly {
         krate,
         lease,
@@ -66,6 +75,7 @@ fn leader_only_fn(config: LeaderOnly) -> TokenStream {
         every,
         function,
         token,
+        rejected,
     } = config;
     let Function {
         attrs,
@@ -78,9 +88,36 @@ fn leader_only_fn(config: LeaderOnly) -> TokenStream {
     // Where the election plumbing is located, for errors about the work as a whole (a future
     // that is not `Send`, a parameter that is not `'static`): the function's name.
     let at = Span::call_site().located_at(sig.ident.span());
+    let leader = krate_at(krate.as_ref(), at);
+
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let output_at = Span::call_site().located_at(match &sig.output {
+        ReturnType::Default => sig.ident.span(),
+        ReturnType::Type(_, ty) => ty.span(),
+    });
+    let error = {
+        let leader = krate_at(krate.as_ref(), output_at);
+        quote_spanned!(output_at=> #leader::__private::Error)
+    };
+    // The body's type as declared, fixed before the signature's output is rewritten.
+    let typed = typed_output(&sig);
+    let ok = if every.is_some() { quote!(()) } else { output };
+    sig.output = syn::parse_quote_spanned! {output_at=>
+        -> ::core::result::Result<#ok, #error>
+    };
+
+    let token = match token {
+        Some(token) if !function_is_wrong => token,
+        token => {
+            let removed = token.map(|token| *token.ty).into_iter().chain(rejected);
+            return stub(attrs, vis, sig, removed);
+        }
+    };
 
     let namespace = optional(at, namespace.map(|namespace| namespace.into_token_stream()));
-    let leader = krate_at(krate.as_ref(), at);
     let config = optional(
         at,
         timings.map(|timings| {
@@ -97,43 +134,24 @@ fn leader_only_fn(config: LeaderOnly) -> TokenStream {
             }
         }),
     );
-    let election = quote_spanned! {at=>
-        #leader::__private::election(#lease, #namespace, #config)
+    let call = quote_spanned! {at=>
+        #leader::__private::call(#lease, #namespace, #config)?
     };
-    let work = work_block(krate.as_ref(), token, &sig, &body);
-
-    let output = match &sig.output {
-        ReturnType::Default => quote!(()),
-        ReturnType::Type(_, ty) => ty.to_token_stream(),
-    };
-    let output_at = Span::call_site().located_at(match &sig.output {
-        ReturnType::Default => sig.ident.span(),
-        ReturnType::Type(_, ty) => ty.span(),
-    });
-    let error = {
-        let leader = krate_at(krate.as_ref(), output_at);
-        quote_spanned!(output_at=> #leader::__private::Error)
-    };
+    let work = work_block(krate.as_ref(), token, &typed, &body);
     let fn_body = match every {
-        None => {
-            sig.output = syn::parse_quote_spanned! {output_at=>
-                -> ::core::result::Result<#output, #error>
-            };
-            quote_spanned! {at=>
-                let __leader_election = #election?;
-                __leader_election.lead(move |__leader_leadership| #work).await
-            }
-        }
+        None => quote_spanned! {at=>
+            #call.lead(move |__leader_leadership| #work).await
+        },
         Some(period) => {
-            sig.output = syn::parse_quote_spanned! {output_at=>
-                -> ::core::result::Result<(), #error>
-            };
             let period = proc_macro2::Literal::u64_unsuffixed(period);
+            let clones = tick_parameters(krate.as_ref(), &mut sig);
             quote_spanned! {at=>
-                #leader::__private::lead_every(
-                    #election,
+                #call.lead_every(
                     #leader::__private::Duration::from_millis(#period),
-                    |__leader_leadership| #work,
+                    move |__leader_leadership| {
+                        #(#clones)*
+                        #work
+                    },
                 )
                 .await
             }
@@ -147,12 +165,75 @@ fn leader_only_fn(config: LeaderOnly) -> TokenStream {
     }
 }
 
-/// The async block that runs the user's body with the token parameter bound, typed by the
-/// function's declared return type.
+/// What is generated for a function the attribute rejected: the signature callers expect (as
+/// `async fn`, without the token parameter, returning `Result`), with a body that never runs.
+/// Its callers then see no errors of their own, only the attribute's. The types of the
+/// parameters taken out as tokens are still named, so that their imports stay used.
+fn stub(
+    attrs: Vec<Attribute>,
+    vis: syn::Visibility,
+    mut sig: Signature,
+    removed: impl Iterator<Item = syn::Type>,
+) -> TokenStream {
+    let at = Span::call_site().located_at(sig.ident.span());
+    sig.asyncness = Some(syn::Token![async](at));
+    sig.constness = None;
+    sig.abi = None;
+    sig.variadic = None;
+    let removed = removed.map(|ty| {
+        let ty_at = Span::call_site().located_at(ty.span());
+        quote_spanned!(ty_at=> let _: ::core::option::Option<#ty> = ::core::option::Option::None;)
+    });
+    quote_spanned! {at=>
+        #(#attrs)*
+        #[allow(unused_variables, clippy::unused_async)]
+        #vis #sig {
+            #(#removed)*
+            ::core::unreachable!("`#[leader_only]` rejected this function at compile time")
+        }
+    }
+}
+
+/// The periodic form's other parameters: each tick gets a clone of each
+/// (`__private::TickParameter`, which says what is required when it is missing). Returns the
+/// statements that bind the clones, and leaves the signature with plain names to capture: a
+/// simple `name` or `mut name` pattern keeps its name, any other pattern is destructured from a
+/// generated name in each tick.
+fn tick_parameters(krate: Option<&TokenStream>, sig: &mut Signature) -> Vec<TokenStream> {
+    let mut clones = Vec::new();
+    for (index, arg) in sig.inputs.iter_mut().enumerate() {
+        let syn::FnArg::Typed(param) = arg else {
+            continue;
+        };
+        let ty = &param.ty;
+        let ty_at = Span::call_site().located_at(ty.span());
+        let leader = krate_at(krate, ty_at);
+        let (captured, binding) = match &mut *param.pat {
+            syn::Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {
+                let binding = ident.to_token_stream();
+                ident.mutability = None;
+                (ident.ident.clone(), binding)
+            }
+            pat => {
+                let binding = pat.to_token_stream();
+                let captured = syn::Ident::new(&format!("__leader_parameter_{index}"), ty_at);
+                *pat = syn::parse_quote!(#captured);
+                (captured, binding)
+            }
+        };
+        clones.push(quote_spanned! {ty_at=>
+            let #binding: #ty = #leader::__private::TickParameter::for_tick(&#captured);
+        });
+    }
+    clones
+}
+
+/// The async block that runs the user's body with the token parameter bound, starting with
+/// `typed` (see [`typed_output`]).
 fn work_block(
     krate: Option<&TokenStream>,
     token: PatType,
-    sig: &Signature,
+    typed: &TokenStream,
     body: &TokenStream,
 ) -> TokenStream {
     let PatType { attrs, pat, ty, .. } = token;
@@ -162,7 +243,6 @@ fn work_block(
     let from_leadership = quote_spanned! {ty_at=>
         #leader::__private::FromLeadership::from_leadership(__leader_leadership)
     };
-    let typed = typed_output(sig);
     quote! {
         async move {
             #(#attrs)*
@@ -212,7 +292,9 @@ fn optional(at: Span, value: Option<TokenStream>) -> TokenStream {
     }
 }
 
-fn leader_main_fn(config: LeaderMain) -> TokenStream {
+/// `main` running its body in `run_main`. A `main` with the wrong shape (an error says how) is
+/// generated all the same, as a plain `fn main()`, so that it raises no errors of its own.
+fn leader_main_fn(config: LeaderMain, function_is_wrong: bool) -> TokenStream {
     let LeaderMain {
         krate,
         flavor,
@@ -247,7 +329,23 @@ fn leader_main_fn(config: LeaderMain) -> TokenStream {
         quote_spanned!(at=> || #boxed)
     }));
     let typed = typed_output(&sig);
+    // Parameters (an error says `main` takes none) stay bound for the body, to values that are
+    // never computed.
+    let parameters = sig.inputs.iter().filter_map(|arg| match arg {
+        syn::FnArg::Typed(PatType { pat, ty, .. }) => {
+            Some(quote_spanned!(at=> let #pat: #ty = ::core::unreachable!();))
+        }
+        syn::FnArg::Receiver(_) => None,
+    });
+    let parameters: TokenStream = parameters.collect();
+    let allow = function_is_wrong.then(|| quote!(#[allow(unreachable_code, unused_variables)]));
     sig.asyncness = None;
+    sig.constness = None;
+    sig.unsafety = None;
+    sig.abi = None;
+    sig.generics = syn::Generics::default();
+    sig.inputs = syn::punctuated::Punctuated::new();
+    sig.variadic = None;
     let leader = krate_at(krate.as_ref(), at);
     let run = quote_spanned! {at=>
         #leader::__private::run_main(
@@ -259,6 +357,7 @@ fn leader_main_fn(config: LeaderMain) -> TokenStream {
                 runtime: #runtime,
             },
             async move {
+                #parameters
                 #typed
                 #body
             },
@@ -266,6 +365,7 @@ fn leader_main_fn(config: LeaderMain) -> TokenStream {
     };
     quote! {
         #(#attrs)*
+        #allow
         #vis #sig {
             #run
         }
@@ -336,12 +436,11 @@ mod tests {
             pub async fn sync(batch: usize)
                 -> ::core::result::Result<u32, ::leader::__private::Error>
             {
-                let __leader_election = ::leader::__private::election(
+                ::leader::__private::call(
                     "billing-sync",
                     ::core::option::Option::None,
                     ::core::option::Option::None
-                )?;
-                __leader_election.lead(move |__leader_leadership| async move {
+                )?.lead(move |__leader_leadership| async move {
                     let token: CancellationToken =
                         ::leader::__private::FromLeadership::from_leadership(__leader_leadership);
                     #[allow(
@@ -384,21 +483,52 @@ mod tests {
     }
 
     #[test]
-    fn periodic_form_runs_every_period() {
+    fn periodic_form_clones_its_parameters_for_each_tick() {
         let out = expand(
             leader_only,
             quote!(lease = "a", every = "1m"),
             quote!(
-                async fn tick(leadership: Leadership) {}
+                async fn tick(leadership: Leadership, mut client: Client, (a, b): (u8, u8)) {}
             ),
         );
-        assert!(out.starts_with(
-            "async fn tick () -> :: core :: result :: Result < () , :: leader :: __private :: \
-             Error > { :: leader :: __private :: lead_every (:: leader :: __private :: election \
-             (\"a\" , :: core :: option :: Option :: None , :: core :: option :: Option :: None) \
-             , :: leader :: __private :: Duration :: from_millis (60000) , | __leader_leadership \
-             | async move {"
-        ));
+        let expected = quote! {
+            async fn tick(client: Client, __leader_parameter_1: (u8, u8))
+                -> ::core::result::Result<(), ::leader::__private::Error>
+            {
+                ::leader::__private::call(
+                    "a",
+                    ::core::option::Option::None,
+                    ::core::option::Option::None
+                )?.lead_every(
+                    ::leader::__private::Duration::from_millis(60000),
+                    move |__leader_leadership| {
+                        let mut client: Client =
+                            ::leader::__private::TickParameter::for_tick(&client);
+                        let (a, b): (u8, u8) =
+                            ::leader::__private::TickParameter::for_tick(&__leader_parameter_1);
+                        async move {
+                            let leadership: Leadership =
+                                ::leader::__private::FromLeadership::from_leadership(
+                                    __leader_leadership
+                                );
+                            #[allow(
+                                unreachable_code,
+                                clippy::diverging_sub_expression,
+                                clippy::empty_loop,
+                                clippy::let_unit_value,
+                                clippy::needless_return
+                            )]
+                            if false {
+                                let __leader_output: () = loop {};
+                                return __leader_output;
+                            }
+                        }
+                    },
+                )
+                .await
+            }
+        };
+        assert_eq!(out, expected.to_string());
     }
 
     #[test]
@@ -445,17 +575,34 @@ mod tests {
     }
 
     #[test]
-    fn on_error_the_item_is_kept_and_every_error_reported() {
-        let item = quote!(
-            fn work(token: CancellationToken) {}
-        );
+    fn a_wrong_function_becomes_a_stub_with_the_intended_signature() {
         let out = expand(
             leader_only,
             quote!(lease = "Bad", every = "soon"),
-            item.clone(),
+            quote!(
+                fn work(token: &CancellationToken, batch: u8) {}
+            ),
         );
+        let stub = quote! {
+            #[allow(unused_variables, clippy::unused_async)]
+            async fn work(batch: u8) -> ::core::result::Result<(), ::leader::__private::Error> {
+                let _: ::core::option::Option<&CancellationToken> = ::core::option::Option::None;
+                ::core::unreachable!("`#[leader_only]` rejected this function at compile time")
+            }
+        };
+        assert!(out.starts_with(&stub.to_string()), "{out}");
+        // The lease name, the period, `async` and the token's type.
+        assert_eq!(out.matches("compile_error").count(), 4, "{out}");
+    }
+
+    #[test]
+    fn an_item_that_does_not_parse_is_kept_as_it_is() {
+        let item = quote!(
+            struct NotAFunction;
+        );
+        let out = expand(leader_only, quote!(lease = "a"), item.clone());
         assert!(out.starts_with(&item.to_string()), "{out}");
-        assert_eq!(out.matches("compile_error").count(), 3, "{out}");
+        assert_eq!(out.matches("compile_error").count(), 1, "{out}");
     }
 
     #[test]

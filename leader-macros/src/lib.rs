@@ -58,10 +58,12 @@ use proc_macro::TokenStream;
 ///
 /// # Calling it
 ///
-/// Each call joins the election for the lease in the process-wide runtime (started by
-/// [`#[leader_main]`](macro@leader_main) or installed with `leader::install_runtime`), waits
-/// until this replica leads the lease, runs the body with the token, and returns what the
-/// body returns, in `Ok`.
+/// Each call joins the election for the lease in the runtime it finds: the one that
+/// `leader::with_runtime` scopes to the calling future (how tests run leader-only code), else the
+/// process-wide one (started by [`#[leader_main]`](macro@leader_main) or installed with
+/// `leader::install_runtime`). It waits until this replica leads the lease, runs the body with
+/// the token, and returns what the body returns, in `Ok`. The body runs in the scope of that
+/// runtime, so leader-only functions it calls join the same one.
 ///
 /// - The body runs once per call, in one leadership term. To run again in a later term, call
 ///   the function again (in a loop, for a worker that should run whenever this replica leads).
@@ -81,7 +83,8 @@ use proc_macro::TokenStream;
 ///
 /// # Errors
 ///
-/// - `Error::NotStarted`: no runtime was started or installed in this process.
+/// - `Error::NotStarted`: no runtime is scoped to the call, and none was started or installed
+///   in this process.
 /// - `Error::ShutDown`: the runtime shut down before this replica led the lease (or before the
 ///   call); the body did not run.
 /// - `Error::HardStopped`, `Error::WorkPanicked`: the body outlived the hard-stop grace, or
@@ -100,29 +103,34 @@ use proc_macro::TokenStream;
 /// `Ok(())` when the runtime shuts down; `Error::NotStarted`, `Error::ShutDown` (called after
 /// shutdown) or a settings error at once.
 ///
-/// The periodic form takes only the token parameter and returns nothing:
+/// The periodic form returns nothing. Besides its token it may take parameters, such as the
+/// API client or a connection pool it works with: each tick gets a clone of each, so they must
+/// be `Clone + Send + Sync + 'static` (share state through an `Arc`; the compiler says so at the
+/// parameter otherwise).
 ///
 /// ```
+/// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicU32, Ordering};
 /// use leader::{Leadership, leader_only};
 ///
-/// static FLUSHES: AtomicU32 = AtomicU32::new(0);
-///
 /// #[leader_only(lease = "metrics-flush", every = "10ms")]
-/// async fn flush_metrics(leadership: Leadership) {
-///     println!("flush {} as leader of term {}", FLUSHES.load(Ordering::SeqCst), leadership.fencing_token());
-///     if FLUSHES.fetch_add(1, Ordering::SeqCst) == 2 {
+/// async fn flush_metrics(leadership: Leadership, flushes: Arc<AtomicU32>) {
+///     let n = flushes.fetch_add(1, Ordering::SeqCst);
+///     println!("flush {n} as leader of term {}", leadership.fencing_token());
+///     if n == 2 {
 ///         // Stop after three flushes; a program stops the runtime on SIGTERM instead.
-///         leader::installed_runtime().unwrap().shutdown_token().cancel();
+///         leader::current_runtime().unwrap().shutdown_token().cancel();
 ///     }
 /// }
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> leader::Result<()> {
 /// # use leader::runtime::{Runtime, testing::InMemoryLeaseStore};
-/// # leader::install_runtime(Runtime::builder().store(InMemoryLeaseStore::new()).build().await?).ok();
-/// flush_metrics().await?; // returns when the runtime shuts down
-/// assert_eq!(FLUSHES.load(Ordering::SeqCst), 3);
+/// # let runtime = Runtime::builder().store(InMemoryLeaseStore::new()).build().await?;
+/// let flushes = Arc::new(AtomicU32::new(0));
+/// // Returns when the runtime shuts down.
+/// leader::with_runtime(&runtime, flush_metrics(Arc::clone(&flushes))).await?;
+/// assert_eq!(flushes.load(Ordering::SeqCst), 3);
 /// # Ok(())
 /// # }
 /// ```
@@ -183,7 +191,12 @@ pub fn leader_only(args: TokenStream, item: TokenStream) -> TokenStream {
 /// return, such as `Result<(), E>`. Before the body runs:
 ///
 /// - a tokio runtime is built, multi-threaded unless `flavor = "current_thread"`;
-/// - the process-wide leader runtime is started, with an API client from the in-cluster
+/// - with `runtime = build_runtime`, the program's `async fn build_runtime() ->
+///   leader::Result<leader::runtime::Runtime>` builds the leader runtime (for flags, a client of
+///   its own, timings); call `RuntimeBuilder::apply_env()` there to keep the `LEADER_*`
+///   variables below (a warning says so when one is set and the runtime does not follow it);
+///   either way it becomes the process-wide runtime;
+/// - otherwise the attribute builds it, with an API client from the in-cluster
 ///   configuration or else the kubeconfig (`$KUBECONFIG` or `~/.kube/config`). Its identity is
 ///   `POD_NAME` or the hostname plus a random suffix; its namespace is `POD_NAMESPACE`, else the
 ///   pod's service-account namespace, else the kubeconfig context's namespace, else `default`.
@@ -209,6 +222,7 @@ pub fn leader_only(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `worker_threads = 4` | Worker threads of the `multi_thread` flavor. Default: one per core. |
 /// | `namespace = "ns"` | The namespace of leases that name none (a DNS-1123 label). |
 /// | `identity = "name"` | This replica's identity in the leases (not empty). |
+/// | `runtime = build_runtime` | An `async fn() -> leader::Result<leader::runtime::Runtime>` that builds the leader runtime instead; `namespace` and `identity` then go on its builder. |
 /// | `crate = "path"` | The path of the `leader` crate, if the dependency is renamed. |
 #[proc_macro_attribute]
 pub fn leader_main(args: TokenStream, item: TokenStream) -> TokenStream {

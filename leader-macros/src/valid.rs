@@ -39,15 +39,16 @@ impl Errors {
         self.0.map_or(Ok(()), Err)
     }
 
-    /// The outcome: `config`, unless the function itself is wrong (`function_errors`), and
+    /// The outcome: `config`, whether the function itself is wrong (`function_errors`), and
     /// every error, the function's last.
-    fn checked<T>(mut self, function_errors: Errors, config: Option<T>) -> Checked<T> {
-        let config = config.filter(|_| function_errors.is_empty());
+    fn checked<T>(mut self, function_errors: Errors, config: T) -> Checked<T> {
+        let function_is_wrong = !function_errors.is_empty();
         if let Some(error) = function_errors.0 {
             self.push(error);
         }
         Checked {
-            config,
+            config: Some(config),
+            function_is_wrong,
             errors: self.0,
         }
     }
@@ -55,10 +56,12 @@ impl Errors {
 
 /// What validation found.
 pub(crate) struct Checked<T> {
-    /// What to generate the function from: always when there are no errors, and also when only
-    /// the attribute's arguments are wrong, since generating the function as intended spares
-    /// its callers errors that are not theirs. `None` when the function itself is wrong.
+    /// What to generate the function from, also when something is wrong: the function as
+    /// intended spares its callers errors that are not theirs. `None` after a syntax error.
     pub(crate) config: Option<T>,
+    /// The function itself is wrong (not `async`, no usable token parameter, ...): only its
+    /// intended signature can be generated, with a body that never runs.
+    pub(crate) function_is_wrong: bool,
     /// Every error found.
     pub(crate) errors: Option<syn::Error>,
 }
@@ -68,6 +71,7 @@ impl<T> From<syn::Error> for Checked<T> {
     fn from(error: syn::Error) -> Self {
         Checked {
             config: None,
+            function_is_wrong: true,
             errors: Some(error),
         }
     }
@@ -85,8 +89,10 @@ pub(crate) struct LeaderOnly {
     pub(crate) every: Option<u64>,
     /// The function, without its token parameter.
     pub(crate) function: Function,
-    /// The token parameter, `pat: ty`.
-    pub(crate) token: PatType,
+    /// The token parameter, `pat: ty`; `None` when it is missing or wrong (an error says which).
+    pub(crate) token: Option<PatType>,
+    /// The types of parameters removed as wrong tokens (a second token, a reference, ...).
+    pub(crate) rejected: Vec<Type>,
 }
 
 /// The full set of election timings, in milliseconds, satisfying client-go's rule.
@@ -175,11 +181,11 @@ pub(crate) fn leader_only(args: LeaderOnlyArgs, mut function: Function) -> Check
         &function.sig,
         "a leader-only function",
     );
-    let token = take_token(&mut function_errors, &mut function.sig, periodic);
+    let (token, rejected) = take_token(&mut function_errors, &mut function.sig);
     if periodic {
         check_periodic(&mut function_errors, &function.sig);
     }
-    let config = token.map(|token| LeaderOnly {
+    let config = LeaderOnly {
         krate: krate_path(krate),
         lease,
         namespace: namespace.map(|(namespace, _)| namespace),
@@ -187,7 +193,8 @@ pub(crate) fn leader_only(args: LeaderOnlyArgs, mut function: Function) -> Check
         every,
         function,
         token,
-    });
+        rejected,
+    };
     errors.checked(function_errors, config)
 }
 
@@ -280,7 +287,7 @@ pub(crate) fn leader_main(args: LeaderMainArgs, function: Function) -> Checked<L
         runtime: runtime.map(|(runtime, _)| runtime),
         function,
     };
-    errors.checked(function_errors, Some(config))
+    errors.checked(function_errors, config)
 }
 
 /// What both attributes require of the function's signature: `async fn`, no `const`, `unsafe`
@@ -315,9 +322,12 @@ fn check_signature(errors: &mut Errors, sig: &Signature, what: &str) {
     }
 }
 
-/// Finds the token parameter, removes it from the signature and checks the other parameters.
-fn take_token(errors: &mut Errors, sig: &mut Signature, periodic: bool) -> Option<PatType> {
+/// Finds the token parameter and removes it from the signature, together with parameters that
+/// look meant as the token but have the wrong type (reported), so that the signature left is
+/// the one callers use. Returns the token and the types of the parameters rejected as tokens.
+fn take_token(errors: &mut Errors, sig: &mut Signature) -> (Option<PatType>, Vec<Type>) {
     let mut token = None;
+    let mut rejected = Vec::new();
     let mut reported = false;
     let mut rest = Punctuated::<FnArg, Token![,]>::new();
     for arg in std::mem::take(&mut sig.inputs) {
@@ -329,6 +339,8 @@ fn take_token(errors: &mut Errors, sig: &mut Signature, periodic: bool) -> Optio
                      runtime, apart from the value; make it an associated function and pass \
                      what it needs by value",
                 );
+                // Kept for the stub that is generated instead (see `Checked`), as callers use it.
+                rest.push(FnArg::Receiver(receiver));
                 continue;
             }
             FnArg::Typed(param) => param,
@@ -339,6 +351,7 @@ fn take_token(errors: &mut Errors, sig: &mut Signature, periodic: bool) -> Optio
                     &param,
                     "a leader-only function takes one token parameter; this is a second one",
                 );
+                rejected.push(*param.ty);
             } else {
                 token = Some(param);
             }
@@ -349,15 +362,9 @@ fn take_token(errors: &mut Errors, sig: &mut Signature, periodic: bool) -> Optio
                 "wrong token type: take `leader::CancellationToken` or `leader::Leadership` by \
                  value",
             );
+            rejected.push(*param.ty);
             reported = true;
         } else {
-            if periodic {
-                errors.error_spanned(
-                    &param,
-                    "a periodic leader-only function takes only its token: it is called on \
-                     every tick, with nothing else to pass",
-                );
-            }
             rest.push(FnArg::Typed(param));
         }
     }
@@ -369,7 +376,7 @@ fn take_token(errors: &mut Errors, sig: &mut Signature, periodic: bool) -> Optio
              `token: leader::CancellationToken` (or `leader::Leadership` for the fencing token)",
         );
     }
-    token
+    (token, rejected)
 }
 
 /// `CancellationToken`, `Leadership` or a path ending in one of them.

@@ -133,3 +133,44 @@ async fn periodic_crash_hands_over_after_the_lease_expires() {
         Some(next.as_str())
     );
 }
+
+/// `#[leader_main(runtime = ...)]` keeps the documented environment when the program's builder
+/// applies it (`RuntimeBuilder::apply_env`), as `examples/periodic.rs` does: `LEADER_STANDALONE`
+/// and `LEADER_IDENTITY` reach the runtime, and a flag wins over its variable.
+#[tokio::test]
+async fn periodic_honours_the_leader_variables_and_flags_win_over_them() {
+    use std::io::{BufRead, BufReader};
+    for (flags, expected) in [
+        (&[][..], "from-env: working (fencing token 0)"),
+        (
+            &["--id", "from-flag"][..],
+            "from-flag: working (fencing token 0)",
+        ),
+    ] {
+        let mut child = std::process::Command::new(crate::support::example_binary("periodic"))
+            .args(flags)
+            .env("LEADER_STANDALONE", "1")
+            .env("LEADER_IDENTITY", "from-env")
+            .env("KUBECONFIG", "/nonexistent/no-cluster-needed")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the periodic example");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (found, line) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let line = stdout.lines().map_while(Result::ok);
+            let _ = found.send(line.into_iter().find(|line| line.contains("working")));
+        });
+        let line = line.recv_timeout(20 * SECOND).ok().flatten();
+        child.kill().unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(line.as_deref(), Some(expected), "stderr: {stderr}");
+        assert!(
+            stderr.contains("WARNING: LEADER_STANDALONE is set"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("did not apply"), "{stderr}");
+    }
+}

@@ -342,7 +342,7 @@ impl Drop for Candidate {
 }
 
 /// The path of a compiled example; `cargo test` builds examples before it runs tests.
-fn example_binary(name: &str) -> PathBuf {
+pub(crate) fn example_binary(name: &str) -> PathBuf {
     let test_binary = std::env::current_exe().expect("locating the test binary");
     let profile_dir = test_binary
         .parent()

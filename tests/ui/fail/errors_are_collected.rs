@@ -6,6 +6,10 @@ fn sync_billing(token: CancellationToken) {
     token.cancel();
 }
 
+async fn caller() -> leader::Result<()> {
+    sync_billing().await
+}
+
 fn main() {
-    sync_billing(CancellationToken::new());
+    let _ = caller();
 }

@@ -5,6 +5,10 @@ async fn sync_billing<T: Send + 'static>(_token: CancellationToken, batch: T) ->
     batch
 }
 
+async fn caller() -> leader::Result<u32> {
+    sync_billing(1).await
+}
+
 fn main() {
-    let _ = sync_billing(CancellationToken::new(), 1);
+    let _ = caller();
 }

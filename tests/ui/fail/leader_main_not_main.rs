@@ -2,5 +2,5 @@
 async fn run() {}
 
 fn main() {
-    let _ = run();
+    run();
 }

@@ -7,5 +7,5 @@ mod app {
 }
 
 fn main() {
-    let _ = app::main(Vec::new());
+    let _ = app::main;
 }

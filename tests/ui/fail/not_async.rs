@@ -5,7 +5,11 @@ fn sync_billing(token: CancellationToken) {
     token.cancel();
 }
 
+// Callers are written for the function the attribute generates: they see no errors of their own.
+async fn caller() -> leader::Result<()> {
+    sync_billing().await
+}
+
 fn main() {
-    // The function is wrong: it is emitted unchanged.
-    sync_billing(CancellationToken::new());
+    let _ = caller();
 }

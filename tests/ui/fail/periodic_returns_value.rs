@@ -5,6 +5,10 @@ async fn flush_metrics(_token: CancellationToken) -> usize {
     0
 }
 
+async fn caller() -> leader::Result<()> {
+    flush_metrics().await
+}
+
 fn main() {
-    let _ = flush_metrics(CancellationToken::new());
+    let _ = caller();
 }

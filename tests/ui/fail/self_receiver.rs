@@ -7,6 +7,10 @@ impl Billing {
     async fn sync(&self, _token: CancellationToken) {}
 }
 
+async fn caller() -> leader::Result<()> {
+    Billing.sync().await
+}
+
 fn main() {
-    let _ = Billing.sync(CancellationToken::new());
+    let _ = caller();
 }

@@ -5,6 +5,10 @@ async fn sync_billing(token: CancellationToken, leadership: Leadership) {
     let _ = (token, leadership);
 }
 
+async fn caller() -> leader::Result<()> {
+    sync_billing().await
+}
+
 fn main() {
-    let _ = sync_billing;
+    let _ = caller();
 }

@@ -10,7 +10,11 @@ async fn other_type(token: u64) -> u64 {
     token
 }
 
+async fn caller() -> leader::Result<u64> {
+    by_reference().await?;
+    other_type().await
+}
+
 fn main() {
-    let _ = by_reference(&CancellationToken::new());
-    let _ = other_type(1);
+    let _ = caller();
 }
