@@ -8,11 +8,25 @@ CONTROL_PLANE_BIN = $$(tests/control-plane/build.sh)
 # plane's, as the dev-dependencies do.
 export K8S_OPENAPI_ENABLED_VERSION ?= 1.37
 
-.PHONY: test control-plane demo fault-campaign lint
+.PHONY: test consumers control-plane demo fault-campaign lint
 
-## Every test: unit, doc, trybuild UI and integration tests against a real control plane.
+## Every test: unit, doc, trybuild UI and integration tests against a real control plane; the
+## attribute tests once more on one thread (they must not depend on each other); the consumer crate.
 test:
 	@bin=$(CONTROL_PLANE_BIN) && "$$bin/launcher" run -- cargo test --workspace --all-features --locked
+	cargo test --all-features --locked --test attributes -- --test-threads=1
+	@$(MAKE) --no-print-directory consumers
+
+## tests/consumers/operator, a crate outside the workspace that uses `leader` as an application
+## does, built and tested with the oldest and the newest Kubernetes version k8s-openapi offers.
+## It picks the version itself, so the variable exported above must not reach it.
+consumers:
+	@for version in earliest latest; do \
+		echo "consumers: tests/consumers/operator with k8s-openapi/$$version"; \
+		env -u K8S_OPENAPI_ENABLED_VERSION CARGO_TARGET_DIR="$(CURDIR)/target/consumers" \
+			cargo test --locked --manifest-path tests/consumers/operator/Cargo.toml \
+			--features "k8s-openapi/$$version" || exit 1; \
+	done
 
 ## Start a control plane and keep it running; export what it prints to run tests by hand.
 control-plane:
@@ -35,6 +49,7 @@ fault-campaign:
 ## Formatting, lints and docs, as CI checks them.
 lint:
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path tests/consumers/operator/Cargo.toml -- --check
 	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 

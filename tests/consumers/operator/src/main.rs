@@ -1,0 +1,24 @@
+//! The operator's `main`: the runtime is built from flags and the `LEADER_*` variables, and its
+//! API client is shared with the work.
+
+use leader::leader_main;
+use leader::runtime::Runtime;
+
+async fn build_runtime() -> leader::Result<Runtime> {
+    let mut builder = Runtime::builder().apply_env();
+    if let Some(id) = std::env::args().nth(1) {
+        builder = builder.identity(id);
+    }
+    builder.build().await
+}
+
+#[leader_main(runtime = build_runtime)]
+async fn main() -> leader::Result<()> {
+    let runtime = leader::current_runtime().expect("started by #[leader_main]");
+    let client = runtime
+        .client()
+        .cloned()
+        .expect("a cluster, not LEADER_STANDALONE");
+    let namespace = runtime.namespace().to_owned();
+    leader_consumer_operator::census(client, namespace).await
+}
