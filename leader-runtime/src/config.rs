@@ -119,10 +119,22 @@ impl ElectionConfig {
         self.lease_duration.saturating_sub(self.renew_deadline) / 2
     }
 
+    /// The retry period stretched by a random factor in `[1, 1 + JITTER_FACTOR)`, as client-go's
+    /// `wait.Jitter` stretches it, so that candidates do not retry in lockstep.
+    pub(crate) fn jittered_retry_period(&self) -> Duration {
+        jittered(self.retry_period)
+    }
+
     /// `leaseDurationSeconds` as written to the record.
     pub(crate) fn lease_duration_seconds(&self) -> i32 {
         i32::try_from(self.lease_duration.as_secs()).unwrap_or(i32::MAX)
     }
+}
+
+/// `period` stretched by a random factor in `[1, 1 + JITTER_FACTOR)`, as client-go's
+/// `wait.Jitter` stretches its retry period.
+pub(crate) fn jittered(period: Duration) -> Duration {
+    period + period.mul_f64(JITTER_FACTOR * crate::identity::random_fraction())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::{DeadlineElapsed, Recorder};
+use crate::report::Reporter;
 use crate::store::LeaseKey;
 use crate::{ElectionConfig, Error, Result, Verb};
 
@@ -84,10 +85,17 @@ pub(crate) struct ElectionShared {
     status: watch::Sender<LeaseStatus>,
     /// Counters of terms, renews and failed requests.
     pub(crate) metrics: Recorder,
+    /// The runtime's log of the API server's problems.
+    pub(crate) reporter: Arc<Reporter>,
 }
 
 impl ElectionShared {
-    pub(crate) fn new(key: LeaseKey, identity: String, config: ElectionConfig) -> Self {
+    pub(crate) fn new(
+        key: LeaseKey,
+        identity: String,
+        config: ElectionConfig,
+        reporter: Arc<Reporter>,
+    ) -> Self {
         let status = LeaseStatus {
             namespace: key.namespace.clone(),
             lease: key.name.clone(),
@@ -100,6 +108,7 @@ impl ElectionShared {
             last_renew: None,
             observed_change: None,
             last_error: None,
+            watch_error: None,
             permission_denied: false,
         };
         ElectionShared {
@@ -110,6 +119,7 @@ impl ElectionShared {
             interest: watch::channel(Interest::default()).0,
             status: watch::channel(status).0,
             metrics: Recorder::default(),
+            reporter,
         }
     }
 
@@ -123,16 +133,6 @@ impl ElectionShared {
             let before = status.clone();
             change(status);
             *status != before
-        });
-    }
-
-    pub(crate) fn record_error(&self, error: &Error) {
-        self.metrics.error(error);
-        let message = error.to_string();
-        let permission_denied = matches!(error, Error::Forbidden { .. });
-        self.update_status(|status| {
-            status.last_error = Some(message);
-            status.permission_denied = permission_denied;
         });
     }
 
@@ -436,13 +436,15 @@ fn check_health(status: &LeaseStatus, tolerance: Duration, now: Instant) -> Resu
             });
         }
     }
-    match &status.last_error {
-        Some(message) if status.permission_denied => Err(Error::Unhealthy {
+    if status.permission_denied {
+        let refusals = [&status.last_error, &status.watch_error];
+        let message = refusals.into_iter().flatten().cloned().collect::<Vec<_>>();
+        return Err(Error::Unhealthy {
             lease: lease(),
-            message: message.clone(),
-        }),
-        _ => Ok(()),
+            message: message.join("; "),
+        });
     }
+    Ok(())
 }
 
 /// How a term's work task ended.
@@ -589,7 +591,11 @@ pub struct LeaseStatus {
     pub observed_change: Option<Instant>,
     /// The last failed request, cleared by the next success.
     pub last_error: Option<String>,
-    /// Whether that failure was the API server refusing the runtime for lack of RBAC rights.
+    /// Why this replica follows the lease by polling instead of its watch: the error of the
+    /// list or watch that feeds it, cleared when the watch is back.
+    pub watch_error: Option<String>,
+    /// Whether the API server refuses this replica for lack of RBAC rights: a request on the
+    /// lease (see `last_error`), or the list or watch of its namespace (see `watch_error`).
     pub permission_denied: bool,
 }
 
@@ -602,6 +608,7 @@ mod tests {
             LeaseKey::new("ns", "lease"),
             "me".into(),
             ElectionConfig::default(),
+            Arc::default(),
         );
         let mut status = shared.status.borrow().clone();
         status.is_leader = true;
@@ -651,6 +658,7 @@ mod tests {
             LeaseKey::new("ns", "lease"),
             "me".into(),
             ElectionConfig::default(),
+            Arc::default(),
         ));
         let election = Election {
             shared: Arc::clone(&shared),

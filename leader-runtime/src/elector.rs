@@ -14,7 +14,6 @@
 //!   since a watch event may predate our own write).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
@@ -26,11 +25,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::election::{Deadline, ElectionShared, Term};
 use crate::metrics::LossReason;
 use crate::record;
-use crate::store::{LeaseStore, Observation};
+use crate::store::{FeedError, LeaseStore, Observation};
 use crate::{Error, Result};
-
-/// Backoff after a failed request stops growing here.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The last version of the lease we saw, and when (on our clock) its record last changed.
 struct Seen {
@@ -87,7 +83,10 @@ pub(crate) struct Elector {
     /// The highest `leaseTransitions` ever seen, so a lease re-created after a deletion keeps
     /// counting up and fencing tokens keep increasing.
     highest_transitions: Option<i32>,
-    failures: u32,
+    /// RBAC refuses this replica's requests on the lease.
+    requests_refused: bool,
+    /// The feed is interrupted with this error.
+    feed_error: Option<FeedError>,
     /// Keeps the replacement feed open once the store's own feed closed.
     feed_keepalive: Option<watch::Sender<Observation>>,
 }
@@ -106,7 +105,8 @@ impl Elector {
             shutdown,
             seen: None,
             highest_transitions: None,
-            failures: 0,
+            requests_refused: false,
+            feed_error: None,
             feed_keepalive: None,
         }
     }
@@ -166,8 +166,8 @@ impl Elector {
                     Step::WaitUntil(at) => expires_at = Some(at),
                     Step::WaitForChange => {}
                 }
-                if *self.feed.borrow() == Observation::Unknown {
-                    poll_at = Some(Instant::now() + self.jittered_retry_period());
+                if !self.feed.borrow().is_known() {
+                    poll_at = Some(Instant::now() + self.shared.config.jittered_retry_period());
                 }
             }
             tokio::select! {
@@ -255,7 +255,7 @@ impl Elector {
         };
         match attempt.map_err(|_| shared.timeout_error(verb))? {
             Ok(lease) => {
-                self.succeeded();
+                self.succeeded(verb);
                 self.observe(Some(lease.clone()));
                 let fencing_token = record::transitions(&lease);
                 info!(fencing_token, "became leader");
@@ -309,8 +309,8 @@ impl Elector {
                         }
                         Ok(Err(Renewal::Lost(end))) => break end,
                         Ok(Err(Renewal::Failed(error))) => {
-                            warn!(%error, "renew failed; retrying until the renew deadline");
-                            shared.record_error(&error);
+                            debug!(%error, "renew failed; retrying until the renew deadline");
+                            self.request_failed(&error);
                             next_renew = Instant::now() + config.retry_period;
                         }
                     }
@@ -342,7 +342,7 @@ impl Elector {
             let lease = record::claimed(&base, &shared.identity, &shared.config, None);
             match self.store.replace(&shared.key, lease).await {
                 Ok(lease) => {
-                    self.succeeded();
+                    self.succeeded(crate::Verb::Update);
                     self.observe(Some(lease.clone()));
                     leading.lease = lease;
                     leading.renewed_at = sent;
@@ -384,8 +384,9 @@ impl Elector {
     /// by the renew deadline.
     async fn check_feed_while_leading(&mut self, leading: &mut Leading) -> FeedCheck {
         let feed = self.feed.borrow_and_update().clone();
+        self.feed_changed(&feed);
         let suspicious = match &feed {
-            Observation::Unknown => false,
+            Observation::Unknown | Observation::Interrupted(_) => false,
             Observation::Absent => true,
             Observation::Present(lease) if record::holder(lease) == Some(&self.shared.identity) => {
                 if record::same_record(lease, &leading.lease) {
@@ -435,7 +436,7 @@ impl Elector {
             }
             // Cannot confirm: keep leading; the renew deadline still bounds the term.
             Err(error) => {
-                self.shared.record_error(&error);
+                self.request_failed(&error);
                 FeedCheck::Fine
             }
         }
@@ -512,10 +513,34 @@ impl Elector {
     /// Takes in whatever the feed has that is newer than what we saw.
     fn absorb_feed(&mut self) {
         let feed = self.feed.borrow_and_update().clone();
+        self.feed_changed(&feed);
         match feed {
-            Observation::Unknown => {}
+            Observation::Unknown | Observation::Interrupted(_) => {}
             Observation::Absent => self.observe(None),
             Observation::Present(lease) => self.observe(Some(lease)),
+        }
+    }
+
+    /// Keeps the status, the metrics and the log in step with the feed's health: an interrupted
+    /// feed is a failure of its list or watch, and a feed that knows the lease again ends it.
+    fn feed_changed(&mut self, feed: &Observation) {
+        match feed {
+            Observation::Interrupted(error) if self.feed_error.as_ref() != Some(error) => {
+                debug!(error = %error.error(), "lease feed interrupted; polling meanwhile");
+                self.shared.metrics.error(error.error());
+                self.shared.reporter.failed(error.error());
+                self.feed_error = Some(error.clone());
+                self.publish_errors(None);
+            }
+            Observation::Absent | Observation::Present(_) if self.feed_error.is_some() => {
+                debug!("lease feed back");
+                self.shared
+                    .reporter
+                    .succeeded(crate::Verb::Watch, &self.shared.key.namespace);
+                self.feed_error = None;
+                self.publish_errors(None);
+            }
+            _ => {}
         }
     }
 
@@ -525,7 +550,7 @@ impl Elector {
         let lease = timeout_at(deadline, self.store.get(&self.shared.key))
             .await
             .map_err(|_| self.shared.timeout_error(crate::Verb::Get))??;
-        self.succeeded();
+        self.succeeded(crate::Verb::Get);
         self.observe(lease);
         Ok(())
     }
@@ -577,44 +602,75 @@ impl Elector {
 
     // ----- failures -----
 
-    fn succeeded(&mut self) {
-        if self.failures > 0 {
-            info!("API server reachable again");
-        }
-        self.failures = 0;
+    /// A request (`verb`) succeeded: the status no longer shows the last failure.
+    fn succeeded(&mut self, verb: crate::Verb) {
+        self.shared
+            .reporter
+            .succeeded(verb, &self.shared.key.namespace);
+        self.requests_refused = false;
+        self.publish_errors(Some(None));
+    }
+
+    /// A request failed: the status, the metrics and the runtime's log say it.
+    fn request_failed(&mut self, error: &Error) {
+        debug!(%error, "election request failed");
+        self.shared.metrics.error(error);
+        self.shared.reporter.failed(error);
+        self.requests_refused = matches!(error, Error::Forbidden { .. });
+        self.publish_errors(Some(Some(error.to_string())));
+    }
+
+    /// Shows the failures in the status: `last_error` if given, the feed's error, and whether
+    /// RBAC refuses anything.
+    fn publish_errors(&self, last_error: Option<Option<String>>) {
+        let watch_error = self
+            .feed_error
+            .as_ref()
+            .map(|error| error.error().to_string());
+        let feed_refused = (self.feed_error.as_ref())
+            .is_some_and(|error| matches!(error.error(), Error::Forbidden { .. }));
+        let permission_denied = self.requests_refused || feed_refused;
         self.shared.update_status(|status| {
-            status.last_error = None;
-            status.permission_denied = false;
+            if let Some(last_error) = last_error {
+                status.last_error = last_error;
+            }
+            status.watch_error = watch_error;
+            status.permission_denied = permission_denied;
         });
     }
 
-    /// Records a failed request and waits before the next try: the retry period, doubling with
-    /// each further failure up to 30 s (interrupted by shutdown).
+    /// Records a failed request and waits before the next try: the retry period, jittered as
+    /// client-go jitters it (so that leases do not retry in lockstep), or longer if the API
+    /// server asked for it (a 429's `retryAfterSeconds`). The wait never grows with the number of
+    /// failures: once the API server is back, the next try comes within one retry period.
+    ///
+    /// When the feed shows the lease meanwhile (its watch is back, or the lease changed), the API
+    /// server is talking again: the try comes sooner, at a random point within one retry period,
+    /// so that the leases of a namespace whose watch came back do not all retry at once.
     async fn failed(&mut self, error: Error) {
-        warn!(%error, "election request failed");
-        self.shared.record_error(&error);
-        self.failures = self.failures.saturating_add(1);
-        let base = self.jittered_retry_period();
-        let backoff = base
-            .saturating_mul(1 << self.failures.saturating_sub(1).min(5))
-            .min(MAX_BACKOFF.max(base));
-        // A change on the feed (a release, say) means the API server is talking again: retry now.
-        tokio::select! {
-            () = self.shutdown.cancelled() => {}
-            () = tokio::time::sleep(backoff) => {}
-            changed = self.feed.changed(), if !self.feed_closed() => {
-                if changed.is_ok() {
+        self.request_failed(&error);
+        let asked = crate::report::retry_after(&error);
+        let retry_period = self.shared.config.retry_period;
+        let mut retry_at = Instant::now()
+            + asked
+                .unwrap_or_default()
+                .max(self.shared.config.jittered_retry_period());
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = sleep_until(retry_at) => return,
+                changed = self.feed.changed(), if !self.feed_closed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
                     self.absorb_feed();
+                    if asked.is_none() && self.feed.borrow().is_known() {
+                        let fraction = crate::identity::random_fraction();
+                        retry_at = retry_at.min(Instant::now() + retry_period.mul_f64(fraction));
+                    }
                 }
             }
         }
-    }
-
-    /// The retry period stretched by a random factor in `[1, 1 + JITTER_FACTOR)`, as client-go's
-    /// `wait.Jitter` does, so followers do not poll in lockstep.
-    fn jittered_retry_period(&self) -> Duration {
-        let retry = self.shared.config.retry_period;
-        retry + retry.mul_f64(crate::JITTER_FACTOR * crate::identity::random_fraction())
     }
 
     fn feed_closed(&self) -> bool {

@@ -20,8 +20,8 @@
 //! # }
 //! ```
 //!
-//! - [`Runtime`]: one per process; one API client and one Lease watch per namespace shared by all
-//!   its elections.
+//! - [`Runtime`]: one per process; one API client, and the watches of its leases, for all its
+//!   elections.
 //! - [`Election`]: one lease; [`Election::lead`] runs work while this replica leads it.
 //! - [`Leadership`]: what the work gets: a cancellation token that fires before any other replica
 //!   can take over, and a fencing token.
@@ -50,6 +50,7 @@ mod identity;
 pub mod metrics;
 mod names;
 mod record;
+mod report;
 mod runtime;
 pub mod store;
 pub mod testing;

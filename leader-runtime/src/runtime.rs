@@ -1,4 +1,4 @@
-//! The shared runtime: one store (one API client, one watch per namespace) and any number of
+//! The shared runtime: one store (one API client and the watches of its leases) and any number of
 //! independent elections.
 
 use std::collections::HashMap;
@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::election::{Election, ElectionShared};
 use crate::elector::Elector;
+use crate::report::Reporter;
 use crate::store::{KubeLeaseStore, LeaseKey, LeaseStore};
 use crate::{ElectionConfig, Error, Result, identity, validate_lease_name, validate_namespace};
 
@@ -46,6 +47,8 @@ struct Inner {
     electors: TaskTracker,
     elections: Mutex<HashMap<LeaseKey, Election>>,
     renames: HashMap<String, String>,
+    /// Logs the API server's problems once for all the elections.
+    reporter: Arc<Reporter>,
 }
 
 impl Runtime {
@@ -102,6 +105,7 @@ impl Runtime {
             key.clone(),
             self.inner.identity.clone(),
             config,
+            Arc::clone(&self.inner.reporter),
         ));
         let elector = Elector::new(
             Arc::clone(&shared),
@@ -340,7 +344,9 @@ impl RuntimeBuilder {
                             .await
                             .map_err(|source| Error::NoKubeConfig { source })?,
                     };
-                    (Arc::new(KubeLeaseStore::new(client.clone())), Some(client))
+                    let store =
+                        KubeLeaseStore::new(client.clone()).retry_period(config.retry_period);
+                    (Arc::new(store), Some(client))
                 }
             };
         let namespace = self
@@ -361,6 +367,7 @@ impl RuntimeBuilder {
                 electors: TaskTracker::new(),
                 elections: Mutex::new(HashMap::new()),
                 renames: self.renames,
+                reporter: Arc::default(),
             }),
         })
     }

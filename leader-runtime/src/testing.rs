@@ -29,20 +29,27 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
 
-use crate::store::{BoxFuture, LeaseKey, LeaseStore, Observation};
+use crate::store::{BoxFuture, FeedError, LeaseKey, LeaseStore, Observation};
 use crate::{Error, Result, Verb};
 
 /// A fault the in-memory store can simulate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
-    /// The API server cannot be reached: requests fail and change feeds go dark.
+    /// The API server cannot be reached: requests fail, and change feeds are interrupted.
     Unreachable,
     /// Requests are refused for lack of RBAC rights.
     Forbidden,
     /// Requests are never answered, while the change feed keeps working (a stalled API server
     /// behind a watch connection that is still open).
     Hang,
+    /// The API server is overloaded: requests are answered `429 Too Many Requests`, asking to
+    /// retry after `retry_after` (in whole seconds, as the API server says it), while change
+    /// feeds keep working.
+    TooManyRequests {
+        /// The wait the answer asks for.
+        retry_after: std::time::Duration,
+    },
 }
 
 /// Leases kept in memory, with resourceVersions, conflicts and change feeds like the API server's.
@@ -80,7 +87,7 @@ impl Connection {
     fn notify(&self, key: &LeaseKey, lease: Option<&Lease>) {
         let feeds = lock(&self.feeds);
         let Some(feed) = feeds.get(key) else { return };
-        let observation = self.observation(lease);
+        let observation = self.observation(key, lease);
         feed.send_if_modified(|current| {
             let changed = *current != observation;
             *current = observation;
@@ -88,9 +95,12 @@ impl Connection {
         });
     }
 
-    fn observation(&self, lease: Option<&Lease>) -> Observation {
+    fn observation(&self, key: &LeaseKey, lease: Option<&Lease>) -> Observation {
         match (self.fault(), lease) {
-            (Some(Fault::Unreachable), _) => Observation::Unknown,
+            (Some(Fault::Unreachable), _) => {
+                let error = unreachable(Verb::Watch, key);
+                Observation::Interrupted(FeedError::new(error))
+            }
             (_, Some(lease)) => Observation::Present(lease.clone()),
             (_, None) => Observation::Absent,
         }
@@ -100,13 +110,10 @@ impl Connection {
     fn check(&self, verb: Verb, key: &LeaseKey) -> Result<()> {
         match self.fault() {
             None | Some(Fault::Hang) => Ok(()),
-            Some(Fault::Unreachable) => Err(Error::Api {
-                verb,
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                message: "connection refused (simulated)".into(),
-                source: None,
-            }),
+            Some(Fault::TooManyRequests { retry_after }) => {
+                Err(too_many_requests(verb, key, retry_after))
+            }
+            Some(Fault::Unreachable) => Err(unreachable(verb, key)),
             Some(Fault::Forbidden) => Err(Error::Forbidden {
                 verb,
                 namespace: key.namespace.clone(),
@@ -268,7 +275,7 @@ impl LeaseStore for InMemoryLeaseStore {
         if !registered {
             leases.connections.push(Arc::downgrade(&self.connection));
         }
-        let observation = self.connection.observation(leases.leases.get(key));
+        let observation = self.connection.observation(key, leases.leases.get(key));
         let mut feeds = lock(&self.connection.feeds);
         feeds
             .entry(key.clone())
@@ -279,6 +286,40 @@ impl LeaseStore for InMemoryLeaseStore {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a request through an unreachable connection fails with.
+fn unreachable(verb: Verb, key: &LeaseKey) -> Error {
+    Error::Api {
+        verb,
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        message: "connection refused (simulated)".into(),
+        source: None,
+    }
+}
+
+/// What a request to an overloaded API server fails with, as the Kubernetes store reports it.
+fn too_many_requests(verb: Verb, key: &LeaseKey, retry_after: std::time::Duration) -> Error {
+    let mut status =
+        kube::core::Status::failure("too many requests (simulated)", "TooManyRequests")
+            .with_code(429);
+    status.details = Some(kube::core::response::StatusDetails {
+        name: key.name.clone(),
+        group: "coordination.k8s.io".into(),
+        kind: "leases".into(),
+        uid: String::new(),
+        causes: Vec::new(),
+        retry_after_seconds: u32::try_from(retry_after.as_secs()).unwrap_or(u32::MAX),
+    });
+    Error::Api {
+        verb,
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        message: "the API server answered 429 TooManyRequests: too many requests (simulated)"
+            .into(),
+        source: Some(Box::new(kube::Error::Api(status.boxed()))),
+    }
 }
 
 fn conflict(verb: Verb, key: &LeaseKey) -> Error {

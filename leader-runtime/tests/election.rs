@@ -237,23 +237,99 @@ async fn a_partitioned_leader_stops_before_anyone_can_take_over() {
     );
 }
 
+/// Regression (issue 13, recovery after control-plane restarts): failed requests backed off
+/// exponentially up to 30 s, so after a long outage the first try after the API server came
+/// back could be 30 s away. Retries now come once per jittered retry period, as client-go's:
+/// the answer comes within one of them however long the outage, and never faster.
 #[tokio::test(start_paused = true)]
-async fn an_api_server_outage_pauses_the_election_and_it_resumes() {
+async fn after_an_outage_of_any_length_the_next_try_comes_within_one_jittered_retry_period() {
     let store = InMemoryLeaseStore::new();
     store.set_fault(Some(Fault::Unreachable));
     let a = replica(&store, "a").await;
     let mut work = campaign(&a);
-    sleep(120 * SECOND).await;
+    sleep(600 * SECOND).await;
     assert!(!work.has_started());
+    let retry = ElectionConfig::default().retry_period.as_secs_f64();
+    let (fewest, most) = ((600.0 / (retry * 2.2)) as u64, (600.0 / retry) as u64 + 1);
     let requests = store.requests();
     assert!(
-        requests < 20,
-        "{requests} requests in 2 minutes: no backoff"
+        (fewest..=most).contains(&requests),
+        "{requests} requests in 10 minutes: one per retry period stretched by up to 1.2 is \
+         {fewest} to {most}"
     );
+    let back = Instant::now();
     store.set_fault(None);
-    timeout(60 * SECOND, work.started())
+    let (started, _) = timeout(60 * SECOND, work.started())
         .await
         .expect("did not lead after the outage");
+    assert!(
+        started - back < Duration::from_secs_f64(retry * 2.2),
+        "led {:?} after the API server came back",
+        started - back
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overloaded_api_server_gets_the_wait_it_asks_for() {
+    let store = InMemoryLeaseStore::new();
+    let retry_after = 30 * SECOND;
+    store.set_fault(Some(Fault::TooManyRequests { retry_after }));
+    let a = replica(&store, "a").await;
+    let mut work = campaign(&a);
+    sleep(300 * SECOND).await;
+    let requests = store.requests();
+    assert!(
+        requests <= 11,
+        "{requests} requests in 5 minutes with Retry-After 30 s"
+    );
+    let status = a.election(LEASE).unwrap().status().borrow().clone();
+    assert!(status.last_error.unwrap().contains("429"));
+    store.set_fault(None);
+    timeout(retry_after + 5 * SECOND, work.started())
+        .await
+        .expect("leads once the API server answers");
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_leases_do_not_retry_in_lockstep() {
+    let store = InMemoryLeaseStore::new();
+    store.set_fault(Some(Fault::Unreachable));
+    let a = replica(&store, "a").await;
+    let (started, mut starts) = tokio::sync::mpsc::unbounded_channel();
+    for lease in 0..200 {
+        let election = a.election(&format!("lease-{lease}")).unwrap();
+        let started = started.clone();
+        tokio::spawn(async move {
+            election
+                .lead(move |_| async move {
+                    let _ = started.send(Instant::now());
+                })
+                .await
+        });
+    }
+    sleep(60 * SECOND).await;
+    store.set_fault(None);
+    let mut times = Vec::new();
+    while times.len() < 200 {
+        times.push(timeout(10 * SECOND, starts.recv()).await.unwrap().unwrap());
+    }
+    times.sort();
+    let spread = *times.last().unwrap() - times[0];
+    assert!(spread >= SECOND, "all 200 retried within {spread:?}");
+    let busiest = times
+        .iter()
+        .map(|&from| {
+            times
+                .iter()
+                .filter(|&&t| t >= from && t < from + Duration::from_millis(100))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        busiest <= 40,
+        "{busiest} of 200 retried within the same 100 ms"
+    );
 }
 
 #[tokio::test(start_paused = true)]

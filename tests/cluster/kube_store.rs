@@ -5,7 +5,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, PostParams};
 use leader::runtime::store::{KubeLeaseStore, LeaseKey, LeaseStore, Observation};
-use leader::runtime::{Error, RBAC_RULE};
+use leader::runtime::{Error, RBAC_RULE, Verb};
 use tokio::sync::watch;
 
 use crate::support::{Identity, control_plane, lease};
@@ -126,7 +126,7 @@ async fn a_feed_follows_a_lease_from_absent_to_present_to_deleted() {
 }
 
 #[tokio::test]
-async fn one_watch_serves_every_lease_of_a_namespace_and_every_clone() {
+async fn clones_share_the_watches_and_a_late_subscriber_is_served_at_once() {
     let cluster = control_plane();
     let namespace = cluster.namespace("store-shared").await;
     let client = cluster.client(Identity::Admin).await;
@@ -155,6 +155,56 @@ async fn one_watch_serves_every_lease_of_a_namespace_and_every_clone() {
     assert_eq!(holder(&late.borrow()), Some("x"));
 }
 
+/// Above `namespace_watch_above` followed leases, one watch of the namespace feeds them all;
+/// leases followed later are listed for, and other programs' leases are dropped as they come.
+#[tokio::test]
+async fn many_leases_share_one_namespace_watch_that_ignores_other_leases() {
+    let cluster = control_plane();
+    let namespace = cluster.namespace("store-namespace-watch").await;
+    let client = cluster.client(Identity::Admin).await;
+    let store = KubeLeaseStore::new(client.clone()).namespace_watch_above(2);
+    let leases: Api<Lease> = Api::namespaced(client, &namespace);
+    for name in ["a", "b", "c", "d", "other"] {
+        let holder = format!("holder-of-{name}");
+        leases
+            .create(&PostParams::default(), &lease(name, &holder))
+            .await
+            .unwrap();
+    }
+    let mut feeds: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| store.subscribe(&LeaseKey::new(&namespace, name)))
+        .collect();
+    for (feed, name) in feeds.iter_mut().zip(["a", "b", "c"]) {
+        let holder_name = format!("holder-of-{name}");
+        wait_for(feed, name, |seen| holder(seen) == Some(&holder_name)).await;
+    }
+    // Followed after the switch to the namespace watch: listed for within a moment.
+    let mut late = store.subscribe(&LeaseKey::new(&namespace, "d"));
+    wait_for(&mut late, "d", |seen| holder(seen) == Some("holder-of-d")).await;
+
+    // Changes to followed leases arrive; changes to another program's lease wake nobody.
+    let other = leases.get("other").await.unwrap();
+    leases
+        .replace(
+            "other",
+            &PostParams::default(),
+            &with_holder(other, "someone"),
+        )
+        .await
+        .unwrap();
+    let c = leases.get("c").await.unwrap();
+    leases
+        .replace("c", &PostParams::default(), &with_holder(c, "new-holder"))
+        .await
+        .unwrap();
+    wait_for(&mut feeds[2], "c changed", |seen| {
+        holder(seen) == Some("new-holder")
+    })
+    .await;
+    assert!(!feeds[0].has_changed().unwrap() && !feeds[1].has_changed().unwrap());
+}
+
 #[tokio::test]
 async fn an_identity_without_rights_gets_an_explained_refusal() {
     let cluster = control_plane();
@@ -170,10 +220,15 @@ async fn an_identity_without_rights_gets_an_explained_refusal() {
         assert!(text.contains(part), "{part:?} missing from {text}");
     }
 
-    // Without list and watch rights the feed never claims to know anything.
-    let feed = store.subscribe(&key);
+    // Without list and watch rights the feed never claims to know anything, and says why.
+    let mut feed = store.subscribe(&key);
+    wait_for(&mut feed, "the list refused", |seen| {
+        matches!(seen, Observation::Interrupted(error)
+            if matches!(error.error(), Error::Forbidden { verb: Verb::List, .. }))
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(*feed.borrow(), Observation::Unknown);
+    assert!(!feed.borrow().is_known());
 }
 
 #[tokio::test]

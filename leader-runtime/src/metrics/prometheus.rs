@@ -241,6 +241,7 @@ mod tests {
             LeaseKey::new(namespace, lease),
             identity.into(),
             ElectionConfig::default(),
+            std::sync::Arc::default(),
         );
         let mut status = None;
         shared.update_status(|current| status = Some(current.clone()));

@@ -1,25 +1,48 @@
 //! The Kubernetes API as a [`LeaseStore`]: requests go straight to the API server, and the change
-//! feed is one `kube::runtime::watcher` per namespace, shared by every lease in it.
+//! feeds come from list-and-watch loops the store runs itself.
+//!
+//! - While a namespace holds few of this process's leases, each of them has a watch of its own
+//!   (a field selector on its name), so that other programs' leases in the namespace cost
+//!   nothing. Above [`KubeLeaseStore::namespace_watch_above`] leases, one watch of the whole
+//!   namespace replaces them, and events about leases nobody here follows are dropped as they
+//!   come: only followed leases are kept in memory.
+//! - A failed list or watch is retried after the retry period, stretched by a random factor
+//!   (client-go's jitter, so that processes do not retry in lockstep), or after the wait a 429
+//!   answer asks for if that is longer: never a backoff that grew while the API server was down.
+//!   Meanwhile the feeds are [`Observation::Interrupted`] with the error, and show their last
+//!   state again once the watch resumes from where it left. `410 Gone` relists at once.
+//! - `metadata.managedFields` is dropped from every Lease the store hands out: the election does
+//!   not read it, and it is most of a Lease's size. Replacing a lease without it keeps the
+//!   server's copy.
 
 use std::collections::HashMap;
-use std::mem;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, PostParams};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::{WatchStreamExt, watcher as watch_leases};
-use tokio::sync::watch;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{Instrument, debug};
 
-use super::{BoxFuture, LeaseKey, LeaseStore, Observation};
+use super::{BoxFuture, FeedError, LeaseKey, LeaseStore, Observation};
 use crate::{Error, Result, Verb};
+
+/// The default of [`KubeLeaseStore::namespace_watch_above`].
+pub const DEFAULT_NAMESPACE_WATCH_ABOVE: usize = 16;
+
+/// How long a namespace watch waits for more new leases before relisting for them, so that a
+/// burst of elections costs one list.
+const RELIST_GATHER: Duration = Duration::from_millis(200);
+
+/// How long the server keeps a watch request open before the store renews it (the API server's
+/// own limit is between this and twice it).
+const WATCH_TIMEOUT_SECONDS: u32 = 290;
 
 /// A [`LeaseStore`] backed by the Kubernetes API.
 ///
-/// Clones share one watch per namespace; the watches stop when the last clone is dropped.
+/// Clones share their watches; the watches stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct KubeLeaseStore {
     inner: Arc<Inner>,
@@ -27,10 +50,26 @@ pub struct KubeLeaseStore {
 
 struct Inner {
     client: kube::Client,
-    /// The namespaces watched so far, each shared with its watch task.
+    /// Failed lists and watches are retried after this, jittered.
+    retry_period: Duration,
+    /// Namespaces with more followed leases than this get one watch for all of them.
+    namespace_watch_above: usize,
+    /// The namespaces of followed leases, each shared with its watch tasks.
     namespaces: Mutex<HashMap<String, Arc<Mutex<Namespace>>>>,
     /// Cancelled when the last clone of the store is dropped; stops every watch task.
     stop: CancellationToken,
+}
+
+impl Inner {
+    fn new(client: kube::Client, retry_period: Duration, namespace_watch_above: usize) -> Self {
+        Inner {
+            client,
+            retry_period,
+            namespace_watch_above,
+            namespaces: Mutex::default(),
+            stop: CancellationToken::new(),
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -40,40 +79,88 @@ impl Drop for Inner {
 }
 
 impl KubeLeaseStore {
-    /// A store that talks to the API server through `client`.
+    /// A store that talks to the API server through `client`. Failed watches are retried after
+    /// 2 s (client-go's default retry period), jittered; `Runtime::builder()` passes its own
+    /// retry period instead.
     pub fn new(client: kube::Client) -> Self {
-        let inner = Inner {
-            client,
-            namespaces: Mutex::default(),
-            stop: CancellationToken::new(),
-        };
+        let retry_period = crate::ElectionConfig::default().retry_period;
         KubeLeaseStore {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner::new(
+                client,
+                retry_period,
+                DEFAULT_NAMESPACE_WATCH_ABOVE,
+            )),
         }
+    }
+
+    /// Retries failed lists and watches after `retry_period`, stretched by a random factor in
+    /// `[1, 2.2)` as client-go stretches its retry period.
+    ///
+    /// Configure a store before sharing it: configuring a clone makes it a store of its own.
+    #[must_use]
+    pub fn retry_period(mut self, retry_period: Duration) -> Self {
+        self.inner_mut().retry_period = retry_period;
+        self
+    }
+
+    /// Follows the leases of a namespace with one watch per lease while there are at most
+    /// `count` of them (16 by default), with one watch of the whole namespace above that.
+    ///
+    /// Configure a store before sharing it: configuring a clone makes it a store of its own.
+    #[must_use]
+    pub fn namespace_watch_above(mut self, count: usize) -> Self {
+        self.inner_mut().namespace_watch_above = count;
+        self
+    }
+
+    /// The settings of this handle alone: shared ones are copied into a store of its own.
+    fn inner_mut(&mut self) -> &mut Inner {
+        if Arc::get_mut(&mut self.inner).is_none() {
+            let Inner {
+                client,
+                retry_period,
+                namespace_watch_above,
+                ..
+            } = &*self.inner;
+            let own = Inner::new(client.clone(), *retry_period, *namespace_watch_above);
+            self.inner = Arc::new(own);
+        }
+        Arc::get_mut(&mut self.inner).expect("not shared: made just above")
     }
 
     fn api(&self, namespace: &str) -> Api<Lease> {
         Api::namespaced(self.inner.client.clone(), namespace)
     }
 
-    /// The state of `namespace`, starting its watch on first use.
+    /// The state of `namespace`, created on first use.
     fn namespace(&self, namespace: &str) -> Arc<Mutex<Namespace>> {
         let mut namespaces = lock(&self.inner.namespaces);
-        if let Some(state) = namespaces.get(namespace) {
-            return state.clone();
-        }
-        let state = Arc::new(Mutex::new(Namespace::default()));
-        namespaces.insert(namespace.to_owned(), state.clone());
-        let span = tracing::info_span!("lease_watch", namespace);
-        let task = watch_namespace(self.api(namespace), namespace.to_owned(), state.clone());
-        tokio::spawn(
-            self.inner
-                .stop
-                .clone()
-                .run_until_cancelled_owned(task)
-                .instrument(span),
-        );
-        state
+        namespaces
+            .entry(namespace.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(Namespace::default())))
+            .clone()
+    }
+
+    /// Runs a list-and-watch loop for `scope` of `namespace` until `stop` fires.
+    fn spawn_watch(
+        &self,
+        namespace: &str,
+        state: &Arc<Mutex<Namespace>>,
+        scope: Scope,
+        stop: CancellationToken,
+    ) {
+        let span = match &scope {
+            Scope::Lease(name) => tracing::debug_span!("lease_watch", namespace, lease = %name),
+            Scope::Namespace { .. } => tracing::debug_span!("lease_watch", namespace),
+        };
+        let watch = Watch {
+            api: self.api(namespace),
+            namespace: namespace.to_owned(),
+            state: Arc::clone(state),
+            scope,
+            retry_period: self.inner.retry_period,
+        };
+        tokio::spawn(stop.run_until_cancelled_owned(watch.run()).instrument(span));
     }
 }
 
@@ -81,7 +168,9 @@ impl LeaseStore for KubeLeaseStore {
     fn get<'a>(&'a self, key: &'a LeaseKey) -> BoxFuture<'a, Result<Option<Lease>>> {
         Box::pin(async move {
             let result = self.api(&key.namespace).get_opt(&key.name).await;
-            result.map_err(|error| map_error(Verb::Get, &key.namespace, &key.name, error))
+            let lease =
+                result.map_err(|error| map_error(Verb::Get, &key.namespace, &key.name, error))?;
+            Ok(lease.map(slim))
         })
     }
 
@@ -91,7 +180,9 @@ impl LeaseStore for KubeLeaseStore {
                 .api(&key.namespace)
                 .create(&PostParams::default(), &lease)
                 .await;
-            result.map_err(|error| map_error(Verb::Create, &key.namespace, &key.name, error))
+            let lease = result
+                .map_err(|error| map_error(Verb::Create, &key.namespace, &key.name, error))?;
+            Ok(slim(lease))
         })
     }
 
@@ -99,176 +190,383 @@ impl LeaseStore for KubeLeaseStore {
         Box::pin(async move {
             let api = self.api(&key.namespace);
             let result = api.replace(&key.name, &PostParams::default(), &lease).await;
-            result.map_err(|error| map_error(Verb::Update, &key.namespace, &key.name, error))
+            let lease = result
+                .map_err(|error| map_error(Verb::Update, &key.namespace, &key.name, error))?;
+            Ok(slim(lease))
         })
     }
 
-    /// The feed of `key`'s lease. Starts the namespace's watch on first use, so it must be called
-    /// within a Tokio runtime.
+    /// The feed of `key`'s lease. Starts the watch that feeds it, so it must be called within a
+    /// Tokio runtime.
     fn subscribe(&self, key: &LeaseKey) -> watch::Receiver<Observation> {
-        let namespace = self.namespace(&key.namespace);
-        let mut state = lock(&namespace);
-        state.feed(&key.name).subscribe()
+        let state = self.namespace(&key.namespace);
+        let mut namespace = lock(&state);
+        if let Some(feed) = namespace.feeds.get(&key.name) {
+            return feed.sender.subscribe();
+        }
+        let feed = Feed::new();
+        let receiver = feed.sender.subscribe();
+        namespace.feeds.insert(key.name.clone(), feed);
+        match &namespace.namespace_watch {
+            // The namespace watch lists again for the new lease.
+            Some(watch) => watch.relist.notify_one(),
+            None if namespace.feeds.len() > self.inner.namespace_watch_above => {
+                debug!(
+                    namespace = %key.namespace,
+                    leases = namespace.feeds.len(),
+                    "following the leases of the namespace with one watch"
+                );
+                let relist = Arc::new(Notify::new());
+                let stop = self.inner.stop.child_token();
+                namespace.namespace_watch = Some(NamespaceWatch {
+                    relist: Arc::clone(&relist),
+                    synced: false,
+                });
+                let scope = Scope::Namespace { relist };
+                drop(namespace);
+                self.spawn_watch(&key.namespace, &state, scope, stop);
+            }
+            None => {
+                let stop = self.inner.stop.child_token();
+                namespace
+                    .lease_watches
+                    .insert(key.name.clone(), stop.clone());
+                drop(namespace);
+                let scope = Scope::Lease(key.name.clone());
+                self.spawn_watch(&key.namespace, &state, scope, stop);
+            }
+        }
+        receiver
     }
 }
 
-/// What the watch of one namespace knows.
+/// What the watches of one namespace feed.
 #[derive(Default)]
 struct Namespace {
-    /// A feed for every lease subscribed to or seen (deleted leases nobody follows are dropped).
-    feeds: HashMap<String, watch::Sender<Observation>>,
-    phase: Phase,
+    /// The feed of every followed lease.
+    feeds: HashMap<String, Feed>,
+    /// The watch of each followed lease, while there is no namespace watch yet.
+    lease_watches: HashMap<String, CancellationToken>,
+    /// The watch of the whole namespace, once there are many followed leases.
+    namespace_watch: Option<NamespaceWatch>,
 }
 
-/// How far the feeds of a namespace can be trusted.
-enum Phase {
-    /// Listing, at the start or again after a failure: the leases listed so far. The feeds show
-    /// `Unknown`.
-    Listing(HashMap<String, Lease>),
-    /// The feeds show the truth.
-    Synced,
-    /// The watch failed after it was synced and the feeds show `Unknown`. Their last truth is kept
-    /// here (a missing name is `Absent`): the watcher resumes from the last resourceVersion seen,
-    /// so the first event after the failure brings them back without a new list.
-    Interrupted(HashMap<String, Observation>),
+struct NamespaceWatch {
+    /// Asks the watch to list again, for leases followed since its last list.
+    relist: Arc<Notify>,
+    /// Whether it has listed once: from then on it feeds every lease, and the lease watches are
+    /// gone.
+    synced: bool,
 }
 
-impl Default for Phase {
-    fn default() -> Self {
-        Phase::Listing(HashMap::new())
+/// One lease's feed.
+struct Feed {
+    sender: watch::Sender<Observation>,
+    /// While the feed is interrupted: what it showed before, shown again once the watch resumes
+    /// from where it left (moved here, so that a lease is kept once).
+    held: Option<Observation>,
+}
+
+impl Feed {
+    fn new() -> Self {
+        Feed {
+            sender: watch::Sender::new(Observation::Unknown),
+            held: None,
+        }
     }
+
+    /// Shows `observation`, waking the receivers only if it changed.
+    fn show(&mut self, observation: Observation) {
+        self.held = None;
+        self.sender.send_if_modified(|current| {
+            let changed = *current != observation;
+            if changed {
+                *current = observation;
+            }
+            changed
+        });
+    }
+
+    /// Shows the feed interrupted by `error`, holding what it showed before.
+    fn interrupt(&mut self, error: &FeedError) {
+        let before = self
+            .sender
+            .send_replace(Observation::Interrupted(error.clone()));
+        if before.is_known() {
+            self.held = Some(before);
+        }
+    }
+
+    /// Shows again what the feed showed before it was interrupted.
+    fn resume(&mut self) {
+        if let Some(held) = self.held.take() {
+            self.sender.send_replace(held);
+        }
+    }
+}
+
+/// What one list-and-watch loop covers.
+enum Scope {
+    /// One lease, by name.
+    Lease(String),
+    /// Every followed lease of the namespace.
+    Namespace { relist: Arc<Notify> },
 }
 
 impl Namespace {
-    /// The feed of `name`, created with what is known of it if there is none yet.
-    fn feed(&mut self, name: &str) -> &watch::Sender<Observation> {
-        let known = match self.phase {
-            Phase::Synced => Observation::Absent,
-            Phase::Listing(_) | Phase::Interrupted(_) => Observation::Unknown,
-        };
-        self.feeds
-            .entry(name.to_owned())
-            .or_insert_with(|| watch::Sender::new(known))
+    /// Whether `scope` feeds `name`'s feed now: a lease watch feeds its lease until the
+    /// namespace watch has listed once, and the namespace watch feeds every lease from then on.
+    fn feeds(&self, scope: &Scope, name: &str) -> bool {
+        let synced = self
+            .namespace_watch
+            .as_ref()
+            .is_some_and(|watch| watch.synced);
+        match scope {
+            Scope::Lease(lease) => lease == name && !synced,
+            Scope::Namespace { .. } => synced,
+        }
     }
 
-    /// Applies one item of the watcher's stream to the feeds.
-    fn handle(&mut self, event: Result<Event<Lease>, watcher::Error>, namespace: &str) {
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                let error = watch_error(namespace, error);
-                warn!(error = %error, "lease watch failed; feeds are unknown until it recovers");
-                if let Phase::Synced = self.phase {
-                    let last = self.feeds.iter().map(|(name, feed)| {
-                        (name.clone(), feed.send_replace(Observation::Unknown))
-                    });
-                    self.phase = Phase::Interrupted(last.collect());
-                } else {
-                    self.feeds
-                        .values()
-                        .for_each(|feed| publish(feed, Observation::Unknown));
-                }
-                return;
+    /// The feeds that `scope` feeds now.
+    fn fed_by(&mut self, scope: &Scope) -> Vec<&mut Feed> {
+        let names: Vec<String> = (self.feeds.keys())
+            .filter(|name| self.feeds(scope, name))
+            .cloned()
+            .collect();
+        let feeds = self.feeds.iter_mut();
+        feeds
+            .filter(|(name, _)| names.contains(name))
+            .map(|(_, feed)| feed)
+            .collect()
+    }
+
+    /// A list of `scope` came back with `leases`: every feed it covers shows its lease, or
+    /// `Absent`; other programs' leases are dropped. The first list of a namespace watch makes
+    /// it the source of every feed, and stops the lease watches.
+    fn listed(&mut self, scope: &Scope, leases: Vec<Lease>) {
+        if let (Scope::Namespace { .. }, Some(watch)) = (scope, &mut self.namespace_watch)
+            && !watch.synced
+        {
+            watch.synced = true;
+            for (_, stop) in self.lease_watches.drain() {
+                stop.cancel();
             }
-        };
-        match event {
-            Event::Init => self.phase = Phase::Listing(HashMap::new()),
-            Event::InitApply(lease) => {
-                if let (Phase::Listing(listed), Some(name)) =
-                    (&mut self.phase, lease.metadata.name.clone())
-                {
-                    listed.insert(name, lease);
-                }
+        }
+        let mut listed: HashMap<String, Lease> = leases
+            .into_iter()
+            .filter_map(|lease| Some((lease.metadata.name.clone()?, lease)))
+            .collect();
+        for feed_name in self.feeds.keys().cloned().collect::<Vec<_>>() {
+            if !self.feeds(scope, &feed_name) {
+                continue;
             }
-            Event::InitDone => {
-                let Phase::Listing(mut listed) = mem::replace(&mut self.phase, Phase::Synced)
-                else {
-                    return;
-                };
-                for (name, feed) in &self.feeds {
-                    publish(
-                        feed,
-                        listed
-                            .remove(name)
-                            .map_or(Observation::Absent, Observation::Present),
-                    );
-                }
-                for (name, lease) in listed {
-                    self.feeds
-                        .insert(name, watch::Sender::new(Observation::Present(lease)));
-                }
-                self.feeds.retain(|_, feed| {
-                    feed.receiver_count() > 0 || *feed.borrow() != Observation::Absent
+            let observation = listed
+                .remove(&feed_name)
+                .map_or(Observation::Absent, |lease| {
+                    Observation::Present(slim(lease))
                 });
-                info!(leases = self.feeds.len(), "lease watch synced");
+            if let Some(feed) = self.feeds.get_mut(&feed_name) {
+                feed.show(observation);
             }
-            Event::Apply(lease) | Event::Delete(lease) if lease.metadata.name.is_none() => {
-                debug!("skipping a lease without a name");
-            }
-            Event::Apply(lease) => {
-                self.resume();
-                let name = lease.metadata.name.clone().unwrap_or_default();
-                debug!(lease = %name, "lease applied");
-                if let Phase::Listing(listed) = &mut self.phase {
-                    listed.insert(name, lease);
-                } else {
-                    publish(self.feed(&name), Observation::Present(lease));
-                }
-            }
-            Event::Delete(lease) => {
-                self.resume();
-                let name = lease.metadata.name.unwrap_or_default();
-                debug!(lease = %name, "lease deleted");
-                if let Phase::Listing(listed) = &mut self.phase {
-                    listed.remove(&name);
-                } else if let Some(feed) = self.feeds.get(&name) {
-                    publish(feed, Observation::Absent);
-                    if feed.receiver_count() == 0 {
-                        self.feeds.remove(&name);
+        }
+    }
+
+    /// A watch event about `name`: shown if `scope` feeds it, dropped otherwise (another
+    /// program's lease in a watched namespace).
+    fn changed(&mut self, scope: &Scope, name: &str, observation: Observation) {
+        if self.feeds(scope, name)
+            && let Some(feed) = self.feeds.get_mut(name)
+        {
+            feed.show(observation);
+        }
+    }
+
+    /// The list or watch of `scope` failed with `error`.
+    fn interrupted(&mut self, scope: &Scope, error: &FeedError) {
+        for feed in self.fed_by(scope) {
+            feed.interrupt(error);
+        }
+    }
+
+    /// The watch of `scope` goes on from where it left.
+    fn resumed(&mut self, scope: &Scope) {
+        for feed in self.fed_by(scope) {
+            feed.resume();
+        }
+    }
+}
+
+/// One list-and-watch loop.
+struct Watch {
+    api: Api<Lease>,
+    namespace: String,
+    state: Arc<Mutex<Namespace>>,
+    scope: Scope,
+    retry_period: Duration,
+}
+
+/// Where a watch loop goes on from.
+enum Resume {
+    /// List first: at the start, after `410 Gone`, or when asked to.
+    List,
+    /// Watch from this resourceVersion.
+    From(String),
+}
+
+impl Watch {
+    /// Lists, then watches from the list's resourceVersion, for as long as the task runs.
+    async fn run(self) {
+        let mut resume = Resume::List;
+        loop {
+            let version = match resume {
+                Resume::From(version) => version,
+                Resume::List => match self.list().await {
+                    Ok(version) => version,
+                    Err(error) => {
+                        self.failed(error).await;
+                        continue;
                     }
+                },
+            };
+            resume = self.watch(version).await;
+        }
+    }
+
+    fn list_params(&self) -> ListParams {
+        match &self.scope {
+            Scope::Lease(name) => ListParams::default().fields(&format!("metadata.name={name}")),
+            Scope::Namespace { .. } => ListParams::default(),
+        }
+    }
+
+    fn watch_params(&self) -> WatchParams {
+        let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECONDS);
+        match &self.scope {
+            Scope::Lease(name) => params.fields(&format!("metadata.name={name}")),
+            Scope::Namespace { .. } => params,
+        }
+    }
+
+    /// Lists the leases of the scope and shows them; returns the list's resourceVersion.
+    async fn list(&self) -> Result<String> {
+        let list = self
+            .api
+            .list(&self.list_params())
+            .await
+            .map_err(|error| map_error(Verb::List, &self.namespace, "", error))?;
+        let version = list.metadata.resource_version.clone().unwrap_or_default();
+        debug!(leases = list.items.len(), "listed");
+        lock(&self.state).listed(&self.scope, list.items);
+        Ok(version)
+    }
+
+    /// Watches from `version` until the stream ends or fails; says where to go on from.
+    async fn watch(&self, mut version: String) -> Resume {
+        let stream = match self.api.watch(&self.watch_params(), &version).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                let gone = matches!(&error, kube::Error::Api(status) if status.code == 410);
+                self.failed(map_error(Verb::Watch, &self.namespace, "", error))
+                    .await;
+                return if gone {
+                    Resume::List
+                } else {
+                    Resume::From(version)
+                };
+            }
+        };
+        // The server accepted the watch: it sends every change since `version`.
+        lock(&self.state).resumed(&self.scope);
+        let mut stream = std::pin::pin!(stream);
+        let relist = match &self.scope {
+            Scope::Namespace { relist } => Some(Arc::clone(relist)),
+            Scope::Lease(_) => None,
+        };
+        loop {
+            let event = tokio::select! {
+                event = stream.next() => event,
+                () = notified(relist.as_deref()) => {
+                    // Gather the other leases of a burst, then list once for all of them.
+                    tokio::time::sleep(RELIST_GATHER).await;
+                    return Resume::List;
                 }
-            }
+            };
+            let event = match event {
+                // The server closed the watch (its timeout): go on from where it left.
+                None => return Resume::From(version),
+                Some(Ok(event)) => event,
+                Some(Err(error)) => {
+                    self.failed(map_error(Verb::Watch, &self.namespace, "", error))
+                        .await;
+                    return Resume::From(version);
+                }
+            };
+            let (name, observation) = match event {
+                WatchEvent::Added(lease) | WatchEvent::Modified(lease) => {
+                    version = lease.metadata.resource_version.clone().unwrap_or(version);
+                    let Some(name) = lease.metadata.name.clone() else {
+                        continue;
+                    };
+                    (name, Observation::Present(slim(lease)))
+                }
+                WatchEvent::Deleted(lease) => {
+                    version = lease.metadata.resource_version.clone().unwrap_or(version);
+                    let Some(name) = lease.metadata.name else {
+                        continue;
+                    };
+                    (name, Observation::Absent)
+                }
+                WatchEvent::Bookmark(bookmark) => {
+                    version = bookmark.metadata.resource_version;
+                    continue;
+                }
+                WatchEvent::Error(status) if status.code == 410 => {
+                    debug!("the watch's resourceVersion is gone (410): listing again");
+                    return Resume::List;
+                }
+                WatchEvent::Error(status) => {
+                    let error =
+                        map_error(Verb::Watch, &self.namespace, "", kube::Error::Api(status));
+                    self.failed(error).await;
+                    return Resume::From(version);
+                }
+            };
+            lock(&self.state).changed(&self.scope, &name, observation);
         }
     }
 
-    /// After an interruption, an event shows the watch is back: the feeds show their last truth.
-    fn resume(&mut self) {
-        if let Phase::Interrupted(last) = &mut self.phase {
-            for (name, feed) in &self.feeds {
-                publish(feed, last.remove(name).unwrap_or(Observation::Absent));
-            }
-            self.phase = Phase::Synced;
-            info!("lease watch resumed");
-        }
+    /// Shows the feeds interrupted by `error` and waits before the next try: the retry period,
+    /// jittered, or longer if the API server asked for it.
+    async fn failed(&self, error: Error) {
+        debug!(%error, "lease list or watch failed");
+        let wait = crate::report::retry_after(&error)
+            .unwrap_or_default()
+            .max(crate::config::jittered(self.retry_period));
+        lock(&self.state).interrupted(&self.scope, &FeedError::new(error));
+        tokio::time::sleep(wait).await;
     }
 }
 
-/// Sets a feed, waking its receivers only if the observation changed.
-fn publish(feed: &watch::Sender<Observation>, observation: Observation) {
-    feed.send_if_modified(|current| {
-        let changed = *current != observation;
-        if changed {
-            *current = observation;
-        }
-        changed
-    });
+async fn notified(notify: Option<&Notify>) {
+    match notify {
+        Some(notify) => notify.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
-/// Runs the watch of one namespace, with the watcher's own backoff and relisting, until the
-/// store's stop token fires.
-async fn watch_namespace(api: Api<Lease>, namespace: String, state: Arc<Mutex<Namespace>>) {
-    let mut events =
-        std::pin::pin!(watch_leases(api, watcher::Config::default()).default_backoff());
-    while let Some(event) = events.next().await {
-        lock(&state).handle(event, &namespace);
-    }
+/// The lease without `metadata.managedFields`: the election does not read it, and it is most of
+/// what a Lease weighs. Replacing a lease without it keeps the server's copy.
+fn slim(mut lease: Lease) -> Lease {
+    lease.metadata.managed_fields = None;
+    lease
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The crate's error for a failed request on the lease `namespace/name`.
+/// The crate's error for a failed request on the lease `namespace/name` (`name` is empty for
+/// the list and watch of a namespace).
 fn map_error(verb: Verb, namespace: &str, name: &str, error: kube::Error) -> Error {
     let (namespace, name) = (namespace.to_owned(), name.to_owned());
     let kube::Error::Api(status) = &error else {
@@ -316,26 +614,6 @@ fn map_error(verb: Verb, namespace: &str, name: &str, error: kube::Error) -> Err
     }
 }
 
-/// The crate's error for a failed list or watch of the leases in `namespace`.
-fn watch_error(namespace: &str, error: watcher::Error) -> Error {
-    match error {
-        watcher::Error::InitialListFailed(error) => map_error(Verb::List, namespace, "", error),
-        watcher::Error::WatchStartFailed(error) | watcher::Error::WatchFailed(error) => {
-            map_error(Verb::Watch, namespace, "", error)
-        }
-        watcher::Error::WatchError(status) => {
-            map_error(Verb::Watch, namespace, "", kube::Error::Api(status))
-        }
-        error @ watcher::Error::NoResourceVersion => Error::Api {
-            verb: Verb::Watch,
-            namespace: namespace.to_owned(),
-            name: String::new(),
-            message: error.to_string(),
-            source: Some(Box::new(error)),
-        },
-    }
-}
-
 /// The user an RBAC refusal names: `User "alice" cannot get resource ...` gives `alice`.
 fn forbidden_user(message: &str) -> Option<&str> {
     let (_, rest) = message.split_once("User \"")?;
@@ -346,6 +624,7 @@ fn forbidden_user(message: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
     use kube::core::Status;
 
     use super::*;
@@ -368,14 +647,52 @@ mod tests {
         )
     }
 
-    fn lease(name: Option<&str>, holder: &str) -> Lease {
+    fn lease(name: &str, holder: &str) -> Lease {
         let mut lease = Lease::default();
-        lease.metadata.name = name.map(str::to_owned);
+        lease.metadata.name = Some(name.to_owned());
+        lease.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
         lease.spec = Some(LeaseSpec {
             holder_identity: Some(holder.into()),
             ..Default::default()
         });
         lease
+    }
+
+    fn present(name: &str, holder: &str) -> Observation {
+        Observation::Present(slim(lease(name, holder)))
+    }
+
+    /// A namespace following `names`, with a namespace watch if `namespace_watch`.
+    fn namespace(
+        names: &[&str],
+        namespace_watch: bool,
+    ) -> (Namespace, Vec<watch::Receiver<Observation>>) {
+        let mut state = Namespace::default();
+        let receivers = names
+            .iter()
+            .map(|name| {
+                let feed = Feed::new();
+                let receiver = feed.sender.subscribe();
+                state.feeds.insert((*name).to_owned(), feed);
+                state
+                    .lease_watches
+                    .insert((*name).to_owned(), CancellationToken::new());
+                receiver
+            })
+            .collect();
+        if namespace_watch {
+            state.namespace_watch = Some(NamespaceWatch {
+                relist: Arc::default(),
+                synced: false,
+            });
+        }
+        (state, receivers)
+    }
+
+    fn namespace_scope() -> Scope {
+        Scope::Namespace {
+            relist: Arc::default(),
+        }
     }
 
     #[test]
@@ -431,51 +748,69 @@ mod tests {
         let transport = map_error(Verb::Get, "ns", "a", kube::Error::TlsRequired);
         assert!(matches!(transport, Error::Api { .. }), "{transport:?}");
         assert!(std::error::Error::source(&transport).is_some());
-        let gone = watch_error(
-            "ns",
-            watcher::Error::WatchError(status(410, "Expired", "old")),
-        );
-        assert!(gone.to_string().contains("410 Expired: old"), "{gone}");
     }
 
     #[test]
-    fn feeds_follow_lists_events_failures_and_relists() {
-        let mut namespace = Namespace::default();
-        let mut a = namespace.feed("a").subscribe();
-        assert_eq!(*a.borrow(), Observation::Unknown);
-        namespace.handle(Ok(Event::Init), "ns");
-        namespace.handle(Ok(Event::InitApply(lease(Some("a"), "x"))), "ns");
-        namespace.handle(Ok(Event::InitApply(lease(None, "nameless"))), "ns");
-        namespace.handle(Ok(Event::InitDone), "ns");
-        let present = Observation::Present(lease(Some("a"), "x"));
-        assert_eq!(*a.borrow_and_update(), present);
-        assert_eq!(
-            *namespace.feed("b").subscribe().borrow(),
-            Observation::Absent
-        );
+    fn a_lease_watch_feeds_its_lease_through_lists_events_failures_and_resumption() {
+        let (mut state, mut feeds) = namespace(&["a"], false);
+        let a = Scope::Lease("a".into());
+        assert_eq!(*feeds[0].borrow(), Observation::Unknown);
+        state.listed(&a, vec![lease("a", "x")]);
+        assert_eq!(*feeds[0].borrow_and_update(), present("a", "x"));
+        if let Observation::Present(lease) = &*feeds[0].borrow() {
+            assert_eq!(
+                lease.metadata.managed_fields, None,
+                "managedFields are dropped"
+            );
+        }
 
         // The same object again wakes nobody.
-        namespace.handle(Ok(Event::Apply(lease(Some("a"), "x"))), "ns");
-        assert!(!a.has_changed().unwrap());
+        state.changed(&a, "a", present("a", "x"));
+        assert!(!feeds[0].has_changed().unwrap());
 
-        // A failure makes everything unknown; the resumed watch brings back the last truth.
-        let failure = watcher::Error::WatchError(status(500, "InternalError", "boom"));
-        namespace.handle(Err(failure), "ns");
-        assert_eq!(*a.borrow_and_update(), Observation::Unknown);
-        namespace.handle(Ok(Event::Apply(lease(Some("b"), "y"))), "ns");
-        assert_eq!(*a.borrow_and_update(), present);
-        namespace.handle(Ok(Event::Delete(lease(None, "nameless"))), "ns");
-
-        // A relist without `a` means that it was deleted while the watch was away.
-        namespace.handle(Err(watcher::Error::NoResourceVersion), "ns");
-        namespace.handle(Ok(Event::Init), "ns");
-        namespace.handle(Ok(Event::InitDone), "ns");
-        assert_eq!(*a.borrow_and_update(), Observation::Absent);
-        let names: Vec<_> = namespace.feeds.keys().collect();
+        // A failure interrupts the feed with the error; the resumed watch shows the last state.
+        let error = FeedError::new(mapped(Verb::Watch, 500, "InternalError", "boom"));
+        state.interrupted(&a, &error);
         assert_eq!(
-            names,
-            ["a"],
-            "absent leases that nobody follows are forgotten"
+            *feeds[0].borrow_and_update(),
+            Observation::Interrupted(error)
         );
+        state.resumed(&a);
+        assert_eq!(*feeds[0].borrow_and_update(), present("a", "x"));
+
+        // A list without the lease: it was deleted.
+        state.listed(&a, Vec::new());
+        assert_eq!(*feeds[0].borrow_and_update(), Observation::Absent);
+    }
+
+    #[test]
+    fn a_namespace_watch_takes_over_from_the_lease_watches_and_drops_other_leases() {
+        let (mut state, mut feeds) = namespace(&["a", "b"], true);
+        let namespace = namespace_scope();
+        let lease_a = Scope::Lease("a".into());
+        let stops: Vec<CancellationToken> = state.lease_watches.values().cloned().collect();
+        state.listed(&lease_a, vec![lease("a", "x")]);
+        // Until it has listed, the namespace watch feeds nothing.
+        let error = FeedError::new(mapped(Verb::List, 500, "InternalError", "boom"));
+        state.interrupted(&namespace, &error);
+        assert_eq!(*feeds[0].borrow_and_update(), present("a", "x"));
+
+        state.listed(&namespace, vec![lease("b", "y"), lease("other", "z")]);
+        assert!(
+            stops.iter().all(CancellationToken::is_cancelled),
+            "lease watches stop"
+        );
+        assert_eq!(*feeds[0].borrow_and_update(), Observation::Absent);
+        assert_eq!(*feeds[1].borrow_and_update(), present("b", "y"));
+        assert_eq!(state.feeds.len(), 2, "other programs' leases are not kept");
+
+        // A late event of a stopped lease watch is ignored; the namespace watch's are shown,
+        // except about leases nobody follows.
+        state.changed(&lease_a, "a", present("a", "stale"));
+        assert!(!feeds[0].has_changed().unwrap());
+        state.changed(&namespace, "a", present("a", "w"));
+        assert_eq!(*feeds[0].borrow_and_update(), present("a", "w"));
+        state.changed(&namespace, "other", Observation::Absent);
+        assert_eq!(state.feeds.len(), 2);
     }
 }

@@ -9,12 +9,13 @@ mod kube;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
 
-pub use self::kube::KubeLeaseStore;
-use crate::Result;
+pub use self::kube::{DEFAULT_NAMESPACE_WATCH_ABOVE, KubeLeaseStore};
+use crate::{Error, Result};
 
 /// A boxed, sendable future, as the [`LeaseStore`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -51,14 +52,48 @@ impl fmt::Display for LeaseKey {
     reason = "one value per lease, kept in a watch channel"
 )]
 pub enum Observation {
-    /// The feed cannot vouch for the lease right now (not synced yet, or disconnected):
-    /// whoever depends on it must poll with [`LeaseStore::get`] until it is back.
+    /// The feed cannot vouch for the lease yet (not synced): whoever depends on it must poll
+    /// with [`LeaseStore::get`] until it is.
     #[default]
     Unknown,
+    /// The feed cannot vouch for the lease because its list or watch failed with this error;
+    /// whoever depends on it must poll with [`LeaseStore::get`] until it is back.
+    Interrupted(FeedError),
     /// The lease does not exist.
     Absent,
     /// The lease as last written.
     Present(Lease),
+}
+
+impl Observation {
+    /// Whether the feed vouches for the lease (it is [`Absent`](Self::Absent) or
+    /// [`Present`](Self::Present)).
+    pub fn is_known(&self) -> bool {
+        matches!(self, Observation::Absent | Observation::Present(_))
+    }
+}
+
+/// Why a feed is interrupted: the error of its list or watch, shared by every lease it feeds.
+#[derive(Clone, Debug)]
+pub struct FeedError(Arc<Error>);
+
+impl FeedError {
+    /// Wraps the list or watch error.
+    pub fn new(error: Error) -> Self {
+        FeedError(Arc::new(error))
+    }
+
+    /// The list or watch error: [`Error::Forbidden`](crate::Error::Forbidden) when RBAC refuses
+    /// it, [`Error::Api`](crate::Error::Api) otherwise.
+    pub fn error(&self) -> &Error {
+        &self.0
+    }
+}
+
+impl PartialEq for FeedError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
 }
 
 /// Storage for Lease objects with optimistic concurrency and a change feed.
@@ -79,7 +114,7 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// replace what was read from the store: an object without a uid would be created instead.
     fn replace<'a>(&'a self, key: &'a LeaseKey, lease: Lease) -> BoxFuture<'a, Result<Lease>>;
 
-    /// A feed of the lease's latest state. Stores share one feed per namespace among all the
-    /// leases in it; the receiver stays current for as long as the store lives.
+    /// A feed of the lease's latest state; the receiver stays current for as long as the store
+    /// lives.
     fn subscribe(&self, key: &LeaseKey) -> watch::Receiver<Observation>;
 }
