@@ -118,7 +118,7 @@ pub enum Error {
 
     /// A request to the API server failed (unreachable, timed out, or an unexpected answer).
     /// Transient: the runtime retries it.
-    #[error("{verb} lease `{namespace}/{name}` failed: {message}")]
+    #[error("{verb} {} failed: {message}", subject(namespace, name))]
     Api {
         /// The failed request.
         verb: Verb,
@@ -225,6 +225,15 @@ impl Error {
     /// Whether the error says the lease does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+}
+
+/// What a request was about: one lease, or (with no name) the leases of a namespace.
+fn subject(namespace: &str, name: &str) -> String {
+    if name.is_empty() {
+        format!("leases in namespace `{namespace}`")
+    } else {
+        format!("lease `{namespace}/{name}`")
     }
 }
 

@@ -3,6 +3,9 @@
 //! of leases and requests that meet it. Every election reports its failed requests and its
 //! feed's failures here; their status and metrics keep every failure, only the log is summarised.
 //!
+//! A program that installs no `tracing` subscriber (`#[leader_main]` installs none) would see
+//! none of it, so then the same lines go to stderr.
+//!
 //! Two kinds of problem are followed:
 //! - the API server is out of reach (connection failures, timeouts, 5xx and 429 answers): one
 //!   problem for the whole runtime;
@@ -14,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{Level, info, warn};
 
 use crate::{Error, Verb};
 
@@ -29,8 +32,10 @@ pub(crate) struct Reporter {
 
 #[derive(Default)]
 struct State {
+    /// The API server is out of reach.
     unreachable: Option<Ongoing>,
-    refused: HashMap<(Verb, String), Ongoing>,
+    /// RBAC refuses a verb in a namespace.
+    refused: HashMap<(Verb, String), Option<Ongoing>>,
 }
 
 /// A problem that is going on.
@@ -66,46 +71,33 @@ impl Reporter {
     pub(crate) fn failed(&self, error: &Error) {
         let now = Instant::now();
         let mut state = lock(&self.state);
-        if let Error::Forbidden {
-            verb, namespace, ..
-        } = error
-        {
-            let key = (*verb, namespace.clone());
-            match state.refused.get_mut(&key) {
-                None => {
-                    warn!(%error, "the API server refuses this replica");
-                    state.refused.insert(key, Ongoing::new(now));
-                }
-                Some(ongoing) => {
-                    if let Some(failures) = ongoing.again(now) {
-                        let since = now.duration_since(ongoing.since);
-                        warn!(
-                            %error,
-                            "the API server still refuses this replica ({failures} refusals in the \
-                             last {}s, refused for {}s)",
-                            REMIND_EVERY.as_secs(),
-                            since.as_secs()
-                        );
-                    }
-                }
+        let (slot, problem) = match error {
+            Error::Forbidden {
+                verb, namespace, ..
+            } => {
+                let slot = state.refused.entry((*verb, namespace.clone())).or_default();
+                (slot, "the API server refuses this replica")
             }
-        } else if is_unavailable(error) {
-            match &mut state.unreachable {
-                None => {
-                    warn!(%error, "cannot reach the API server; retrying every retry period");
-                    state.unreachable = Some(Ongoing::new(now));
-                }
-                Some(ongoing) => {
-                    if let Some(failures) = ongoing.again(now) {
-                        let since = now.duration_since(ongoing.since);
-                        warn!(
-                            %error,
-                            "still cannot reach the API server ({failures} failed requests in the \
-                             last {}s, out of reach for {}s)",
-                            REMIND_EVERY.as_secs(),
-                            since.as_secs()
-                        );
-                    }
+            _ if is_unavailable(error) => (&mut state.unreachable, "cannot reach the API server"),
+            _ => return,
+        };
+        match slot {
+            None => {
+                *slot = Some(Ongoing::new(now));
+                say(
+                    Level::WARN,
+                    &format!("{problem}; retrying every retry period"),
+                    Some(error),
+                );
+            }
+            Some(ongoing) => {
+                if let Some(failures) = ongoing.again(now) {
+                    let message = format!(
+                        "still: {problem} ({failures} failures in the last {}s, for {}s now)",
+                        REMIND_EVERY.as_secs(),
+                        now.duration_since(ongoing.since).as_secs()
+                    );
+                    say(Level::WARN, &message, Some(error));
                 }
             }
         }
@@ -116,19 +108,38 @@ impl Reporter {
         let now = Instant::now();
         let mut state = lock(&self.state);
         if let Some(ongoing) = state.unreachable.take() {
-            info!(
+            let message = format!(
                 "the API server is reachable again, after {:.1}s",
                 now.duration_since(ongoing.since).as_secs_f64()
             );
+            say(Level::INFO, &message, None);
         }
         if !state.refused.is_empty()
-            && let Some(ongoing) = state.refused.remove(&(verb, namespace.to_owned()))
+            && let Some(Some(ongoing)) = state.refused.remove(&(verb, namespace.to_owned()))
         {
-            info!(
+            let message = format!(
                 "the API server allows `{verb}` on leases in namespace `{namespace}` again, after \
                  {:.1}s",
                 now.duration_since(ongoing.since).as_secs_f64()
             );
+            say(Level::INFO, &message, None);
+        }
+    }
+}
+
+/// Logs `message` (with `error`), and prints it to stderr too when the program installed no
+/// `tracing` subscriber, so that problems with the API server never go unsaid.
+fn say(level: Level, message: &str, error: Option<&Error>) {
+    match (level, error) {
+        (Level::WARN, Some(error)) => warn!(%error, "{message}"),
+        (Level::WARN, None) => warn!("{message}"),
+        (_, Some(error)) => info!(%error, "{message}"),
+        (_, None) => info!("{message}"),
+    }
+    if !tracing::dispatcher::has_been_set() {
+        match error {
+            Some(error) => eprintln!("leader: {level}: {message}: {error}"),
+            None => eprintln!("leader: {level}: {message}"),
         }
     }
 }

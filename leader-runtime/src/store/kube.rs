@@ -432,6 +432,14 @@ impl Watch {
         }
     }
 
+    /// The lease a lease watch follows; empty for a namespace watch.
+    fn lease(&self) -> &str {
+        match &self.scope {
+            Scope::Lease(name) => name,
+            Scope::Namespace { .. } => "",
+        }
+    }
+
     fn list_params(&self) -> ListParams {
         match &self.scope {
             Scope::Lease(name) => ListParams::default().fields(&format!("metadata.name={name}")),
@@ -453,7 +461,7 @@ impl Watch {
             .api
             .list(&self.list_params())
             .await
-            .map_err(|error| map_error(Verb::List, &self.namespace, "", error))?;
+            .map_err(|error| map_error(Verb::List, &self.namespace, self.lease(), error))?;
         let version = list.metadata.resource_version.clone().unwrap_or_default();
         debug!(leases = list.items.len(), "listed");
         lock(&self.state).listed(&self.scope, list.items);
@@ -466,7 +474,7 @@ impl Watch {
             Ok(stream) => stream,
             Err(error) => {
                 let gone = matches!(&error, kube::Error::Api(status) if status.code == 410);
-                self.failed(map_error(Verb::Watch, &self.namespace, "", error))
+                self.failed(map_error(Verb::Watch, &self.namespace, self.lease(), error))
                     .await;
                 return if gone {
                     Resume::List
@@ -496,7 +504,7 @@ impl Watch {
                 None => return Resume::From(version),
                 Some(Ok(event)) => event,
                 Some(Err(error)) => {
-                    self.failed(map_error(Verb::Watch, &self.namespace, "", error))
+                    self.failed(map_error(Verb::Watch, &self.namespace, self.lease(), error))
                         .await;
                     return Resume::From(version);
                 }
@@ -525,8 +533,12 @@ impl Watch {
                     return Resume::List;
                 }
                 WatchEvent::Error(status) => {
-                    let error =
-                        map_error(Verb::Watch, &self.namespace, "", kube::Error::Api(status));
+                    let error = map_error(
+                        Verb::Watch,
+                        &self.namespace,
+                        self.lease(),
+                        kube::Error::Api(status),
+                    );
                     self.failed(error).await;
                     return Resume::From(version);
                 }
@@ -570,7 +582,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn map_error(verb: Verb, namespace: &str, name: &str, error: kube::Error) -> Error {
     let (namespace, name) = (namespace.to_owned(), name.to_owned());
     let kube::Error::Api(status) = &error else {
-        let message = error.to_string();
+        let message = with_causes(&error);
         return Error::Api {
             verb,
             namespace,
@@ -612,6 +624,22 @@ fn map_error(verb: Verb, namespace: &str, name: &str, error: kube::Error) -> Err
             }
         }
     }
+}
+
+/// `error` followed by its causes, as `error: cause: cause`; transport errors keep the reason
+/// (`Connection refused`, a certificate problem) in their causes.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = next.source();
+    }
+    message
 }
 
 /// The user an RBAC refusal names: `User "alice" cannot get resource ...` gives `alice`.
