@@ -120,6 +120,8 @@ pub struct MainOptions {
     pub identity: Option<&'static str>,
     /// Builds the runtime instead of the defaults and the `LEADER_*` variables.
     pub runtime: Option<RuntimeFactory>,
+    /// Whether to record leader-election Events on the leases.
+    pub events: bool,
 }
 
 /// Runs `main`'s body in a tokio runtime with the process-wide leader runtime started; on
@@ -183,7 +185,7 @@ async fn start(options: &MainOptions) -> Result<Runtime> {
             if let Some(namespace) = options.namespace {
                 builder = builder.namespace(namespace);
             }
-            builder.apply_env().build().await?
+            builder.events(options.events).apply_env().build().await?
         }
     };
     if crate::install_runtime(runtime.clone()).is_err() {

@@ -25,6 +25,7 @@ mod kw {
     syn::custom_keyword!(worker_threads);
     syn::custom_keyword!(identity);
     syn::custom_keyword!(runtime);
+    syn::custom_keyword!(events);
 }
 
 /// An argument as given: its value and the span of the value's literal, where errors about the
@@ -87,13 +88,14 @@ pub(crate) struct LeaderMainArgs {
     pub(crate) namespace: Arg<String>,
     pub(crate) identity: Arg<String>,
     pub(crate) runtime: Arg<Path>,
+    pub(crate) events: Arg<bool>,
     pub(crate) krate: Arg<Path>,
     /// Unknown keys, keys given twice, values of the wrong kind.
     pub(crate) errors: Errors,
 }
 
 const LEADER_MAIN_KEYS: &str =
-    "`flavor`, `worker_threads`, `namespace`, `identity`, `runtime`, `crate`";
+    "`flavor`, `worker_threads`, `namespace`, `identity`, `runtime`, `events`, `crate`";
 
 impl Parse for LeaderMainArgs {
     fn parse(input: ParseStream) -> syn::Result<Self> {
@@ -111,6 +113,8 @@ impl Parse for LeaderMainArgs {
                 arg::<kw::identity, _>(input, "identity", &mut args.identity, errors, string)?;
             } else if input.peek(kw::runtime) {
                 arg::<kw::runtime, _>(input, "runtime", &mut args.runtime, errors, function_path)?;
+            } else if input.peek(kw::events) {
+                arg::<kw::events, _>(input, "events", &mut args.events, errors, boolean)?;
             } else if input.peek(Token![crate]) {
                 arg::<Token![crate], _>(input, "crate", &mut args.krate, errors, path)?;
             } else {
@@ -184,6 +188,16 @@ fn string(expr: &Expr) -> syn::Result<String> {
             lit: Lit::Str(lit), ..
         }) => Ok(lit.value()),
         _ => Err(syn::Error::new_spanned(expr, "expected a string literal")),
+    }
+}
+
+fn boolean(expr: &Expr) -> syn::Result<bool> {
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(lit),
+            ..
+        }) => Ok(lit.value),
+        _ => Err(syn::Error::new_spanned(expr, "expected `true` or `false`")),
     }
 }
 

@@ -302,6 +302,7 @@ fn leader_main_fn(config: LeaderMain, function_is_wrong: bool) -> TokenStream {
         namespace,
         identity,
         runtime,
+        events,
         function,
     } = config;
     let Function {
@@ -355,6 +356,7 @@ fn leader_main_fn(config: LeaderMain, function_is_wrong: bool) -> TokenStream {
                 namespace: #namespace,
                 identity: #identity,
                 runtime: #runtime,
+                events: #events,
             },
             async move {
                 #parameters
@@ -553,6 +555,7 @@ mod tests {
                         namespace: ::core::option::Option::None,
                         identity: ::core::option::Option::Some("me"),
                         runtime: ::core::option::Option::None,
+                        events: true,
                     },
                     async move {
                         #[allow(

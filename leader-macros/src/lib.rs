@@ -222,7 +222,8 @@ pub fn leader_only(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | `worker_threads = 4` | Worker threads of the `multi_thread` flavor. Default: one per core. |
 /// | `namespace = "ns"` | The namespace of leases that name none (a DNS-1123 label). |
 /// | `identity = "name"` | This replica's identity in the leases (not empty). |
-/// | `runtime = build_runtime` | An `async fn() -> leader::Result<leader::runtime::Runtime>` that builds the leader runtime instead; `namespace` and `identity` then go on its builder. |
+/// | `events = false` | Records no leader-election Events on the leases (on by default: `<identity> became leader` / `stopped leading`, as client-go records them; they need the RBAC rule `leader::runtime::EVENT_RULE`). |
+/// | `runtime = build_runtime` | An `async fn() -> leader::Result<leader::runtime::Runtime>` that builds the leader runtime instead; `namespace`, `identity` and `events` then go on its builder. |
 /// | `crate = "path"` | The path of the `leader` crate, if the dependency is renamed. |
 #[proc_macro_attribute]
 pub fn leader_main(args: TokenStream, item: TokenStream) -> TokenStream {

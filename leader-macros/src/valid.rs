@@ -120,6 +120,8 @@ pub(crate) struct LeaderMain {
     pub(crate) identity: Option<String>,
     /// `runtime = path`: the user's function that builds the runtime.
     pub(crate) runtime: Option<syn::Path>,
+    /// Whether to record leader-election Events.
+    pub(crate) events: bool,
     pub(crate) function: Function,
 }
 
@@ -205,6 +207,7 @@ pub(crate) fn leader_main(args: LeaderMainArgs, function: Function) -> Checked<L
         namespace,
         identity,
         runtime,
+        events,
         krate,
         mut errors,
     } = args;
@@ -248,6 +251,7 @@ pub(crate) fn leader_main(args: LeaderMainArgs, function: Function) -> Checked<L
         for (key, span) in [
             ("namespace", namespace.as_ref().map(|n| n.1)),
             ("identity", identity.as_ref().map(|i| i.1)),
+            ("events", events.as_ref().map(|e| e.1)),
         ] {
             if let Some(span) = span {
                 errors.error(
@@ -285,6 +289,7 @@ pub(crate) fn leader_main(args: LeaderMainArgs, function: Function) -> Checked<L
         namespace: namespace.map(|(namespace, _)| namespace),
         identity: identity.map(|(identity, _)| identity),
         runtime: runtime.map(|(runtime, _)| runtime),
+        events: events.is_none_or(|(events, _)| events),
         function,
     };
     errors.checked(function_errors, config)

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::{DeadlineElapsed, Recorder};
-use crate::report::Reporter;
+use crate::runtime::Common;
 use crate::store::LeaseKey;
 use crate::{ElectionConfig, Error, Result, Verb};
 
@@ -85,17 +85,13 @@ pub(crate) struct ElectionShared {
     status: watch::Sender<LeaseStatus>,
     /// Counters of terms, renews and failed requests.
     pub(crate) metrics: Recorder,
-    /// The runtime's log of the API server's problems.
-    pub(crate) reporter: Arc<Reporter>,
+    /// What the runtime's elections share.
+    pub(crate) common: Arc<Common>,
 }
 
 impl ElectionShared {
-    pub(crate) fn new(
-        key: LeaseKey,
-        identity: String,
-        config: ElectionConfig,
-        reporter: Arc<Reporter>,
-    ) -> Self {
+    pub(crate) fn new(key: LeaseKey, config: ElectionConfig, common: Arc<Common>) -> Self {
+        let identity = common.identity.clone();
         let status = LeaseStatus {
             namespace: key.namespace.clone(),
             lease: key.name.clone(),
@@ -119,7 +115,7 @@ impl ElectionShared {
             interest: watch::channel(Interest::default()).0,
             status: watch::channel(status).0,
             metrics: Recorder::default(),
-            reporter,
+            common,
         }
     }
 
@@ -606,9 +602,8 @@ mod tests {
     fn leader_status(last_renew: Instant) -> LeaseStatus {
         let shared = ElectionShared::new(
             LeaseKey::new("ns", "lease"),
-            "me".into(),
             ElectionConfig::default(),
-            Arc::default(),
+            Arc::new(Common::new("me")),
         );
         let mut status = shared.status.borrow().clone();
         status.is_leader = true;
@@ -656,9 +651,8 @@ mod tests {
     async fn regression_a_term_past_its_deadline_is_not_handed_out() {
         let shared = Arc::new(ElectionShared::new(
             LeaseKey::new("ns", "lease"),
-            "me".into(),
             ElectionConfig::default(),
-            Arc::default(),
+            Arc::new(Common::new("me")),
         ));
         let election = Election {
             shared: Arc::clone(&shared),

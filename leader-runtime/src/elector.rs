@@ -13,10 +13,13 @@
 //! - Seeing another holder, or the lease deleted, ends the term at once (after a confirming GET,
 //!   since a watch event may predate our own write).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,7 +28,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::election::{Deadline, ElectionShared, Term};
 use crate::metrics::LossReason;
 use crate::record;
-use crate::store::{FeedError, LeaseStore, Observation};
+use crate::store::{FeedError, LeaseEvent, LeaseStore, Observation};
 use crate::{Error, Result};
 
 /// The last version of the lease we saw, and when (on our clock) its record last changed.
@@ -72,7 +75,13 @@ struct Leading {
     /// Whether the feed has shown our last write. Watch events come in order, so after that
     /// any record naming another holder is newer than ours, with no need to confirm it.
     echoed: bool,
+    /// Recording the `became leader` event, in the background; awaited (briefly) before the
+    /// `stopped leading` one, so that the two come in order.
+    became_leader: Option<JoinHandle<()>>,
 }
+
+/// How long the end of a term waits for its `stopped leading` event to be recorded.
+const EVENT_WAIT: Duration = Duration::from_secs(2);
 
 pub(crate) struct Elector {
     shared: Arc<ElectionShared>,
@@ -226,8 +235,13 @@ impl Elector {
         let attempt = match &existing {
             None => {
                 let transitions = self.highest_transitions.map_or(0, |t| t.saturating_add(1));
-                let lease =
-                    record::new_lease(&shared.key, &shared.identity, &shared.config, transitions);
+                let lease = record::new_lease(
+                    &shared.key,
+                    &shared.identity,
+                    &shared.config,
+                    transitions,
+                    &shared.common.labels,
+                );
                 timeout_at(
                     sent + shared.config.renew_deadline,
                     self.store.create(&shared.key, lease),
@@ -240,6 +254,7 @@ impl Elector {
                     &shared.identity,
                     &shared.config,
                     self.highest_transitions,
+                    &shared.common.labels,
                 );
                 timeout_at(
                     sent + shared.config.renew_deadline,
@@ -259,11 +274,15 @@ impl Elector {
                 self.observe(Some(lease.clone()));
                 let fencing_token = record::transitions(&lease);
                 info!(fencing_token, "became leader");
+                let became_leader = self
+                    .event(&lease, LeaseEvent::BecameLeader)
+                    .map(|recording| tokio::spawn(recording.in_current_span()));
                 Ok(Some(Leading {
                     term: Term::new(fencing_token, sent + shared.config.renew_deadline),
                     lease,
                     renewed_at: sent,
                     echoed: false,
+                    became_leader,
                 }))
             }
             Err(error) if error.is_conflict() || error.is_not_found() => {
@@ -339,7 +358,13 @@ impl Elector {
         let mut base = leading.lease.clone();
         for _ in 0..2 {
             let sent = Instant::now();
-            let lease = record::claimed(&base, &shared.identity, &shared.config, None);
+            let lease = record::claimed(
+                &base,
+                &shared.identity,
+                &shared.config,
+                None,
+                &shared.common.labels,
+            );
             match self.store.replace(&shared.key, lease).await {
                 Ok(lease) => {
                     self.succeeded(crate::Verb::Update);
@@ -458,9 +483,51 @@ impl Elector {
         }
         leading.term.tracker.close();
         leading.term.tracker.wait().await;
+        let last_written = leading.lease.clone();
         if matches!(end, TermEnd::Idle | TermEnd::Shutdown) {
             self.release(leading.lease).await;
         }
+        // After the release, so that the next leader is not kept waiting; bounded, so that a
+        // slow API server cannot hold up a shutdown.
+        if let Some(recording) = self.event(&last_written, LeaseEvent::StoppedLeading) {
+            let became_leader = leading.became_leader.map(|recording| async {
+                let _ = recording.await;
+            });
+            let both = async {
+                if let Some(became_leader) = became_leader {
+                    became_leader.await;
+                }
+                recording.await;
+            };
+            if tokio::time::timeout(EVENT_WAIT, both).await.is_err() {
+                debug!("recording the `stopped leading` event took too long; left behind");
+            }
+        }
+    }
+
+    /// Recording `event` about `lease`, unless events are off, or refused in its namespace.
+    /// Failures are logged, never fatal: a refusal once, as a warning, and no event is recorded
+    /// in that namespace any more.
+    fn event(
+        &self,
+        lease: &Lease,
+        event: LeaseEvent,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let common = Arc::clone(&self.shared.common);
+        let namespace = self.shared.key.namespace.clone();
+        if !common.events || !common.reporter.may_record_events(&namespace) {
+            return None;
+        }
+        let recording = self.store.record_event(lease, &self.shared.identity, event);
+        Some(async move {
+            match recording.await {
+                Ok(()) => {}
+                Err(error @ Error::EventsForbidden { .. }) => {
+                    common.reporter.events_refused(&namespace, &error);
+                }
+                Err(error) => debug!(%error, "recording a leader-election event failed"),
+            }
+        })
     }
 
     /// Writes the record with no holder so that another candidate takes over at once; gives up
@@ -528,13 +595,14 @@ impl Elector {
             Observation::Interrupted(error) if self.feed_error.as_ref() != Some(error) => {
                 debug!(error = %error.error(), "lease feed interrupted; polling meanwhile");
                 self.shared.metrics.error(error.error());
-                self.shared.reporter.failed(error.error());
+                self.shared.common.reporter.failed(error.error());
                 self.feed_error = Some(error.clone());
                 self.publish_errors(None);
             }
             Observation::Absent | Observation::Present(_) if self.feed_error.is_some() => {
                 debug!("lease feed back");
                 self.shared
+                    .common
                     .reporter
                     .succeeded(crate::Verb::Watch, &self.shared.key.namespace);
                 self.feed_error = None;
@@ -605,6 +673,7 @@ impl Elector {
     /// A request (`verb`) succeeded: the status no longer shows the last failure.
     fn succeeded(&mut self, verb: crate::Verb) {
         self.shared
+            .common
             .reporter
             .succeeded(verb, &self.shared.key.namespace);
         self.requests_refused = false;
@@ -615,7 +684,7 @@ impl Elector {
     fn request_failed(&mut self, error: &Error) {
         debug!(%error, "election request failed");
         self.shared.metrics.error(error);
-        self.shared.reporter.failed(error);
+        self.shared.common.reporter.failed(error);
         self.requests_refused = matches!(error, Error::Forbidden { .. });
         self.publish_errors(Some(Some(error.to_string())));
     }

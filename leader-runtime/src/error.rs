@@ -36,9 +36,19 @@ impl std::fmt::Display for Verb {
     }
 }
 
-/// The RBAC rule that grants everything the runtime does, as a Role would list it.
-pub const RBAC_RULE: &str = "apiGroups: [\"coordination.k8s.io\"], resources: [\"leases\"], \
-                             verbs: [\"get\", \"list\", \"watch\", \"create\", \"update\"]";
+/// The RBAC rule that grants what the runtime does with Leases, as a Role lists it.
+pub const LEASE_RULE: &str = "apiGroups: [\"coordination.k8s.io\"], resources: [\"leases\"], \
+                              verbs: [\"get\", \"list\", \"watch\", \"create\", \"update\"]";
+
+/// The RBAC rule that lets the runtime record leader-election Events on its Leases (kube's
+/// events recorder creates an Event, and patches it when the same one repeats). Not needed with
+/// `RuntimeBuilder::events(false)`.
+pub const EVENT_RULE: &str =
+    "apiGroups: [\"events.k8s.io\"], resources: [\"events\"], verbs: [\"create\", \"patch\"]";
+
+/// Every RBAC rule the runtime needs, in each namespace where it holds leases, as a Role lists
+/// them: [`LEASE_RULE`] and [`EVENT_RULE`].
+pub const RBAC_RULES: [&str; 2] = [LEASE_RULE, EVENT_RULE];
 
 /// Everything that can go wrong in the election runtime.
 ///
@@ -55,10 +65,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// A lease name or namespace is not a valid Kubernetes object name.
+    /// A lease name, namespace, identity or label is not valid where it goes.
     #[error("invalid {what} `{value}`: {reason}")]
     InvalidName {
-        /// `lease name` or `namespace`.
+        /// `lease name`, `namespace`, `identity`, `label key` or `label value`.
         what: &'static str,
         /// The name as given.
         value: String,
@@ -103,7 +113,7 @@ pub enum Error {
     #[error(
         "forbidden: `{user}` may not {verb} leases.coordination.k8s.io in namespace `{namespace}`; \
          bind it to a Role in that namespace with the rule {{{rule}}} (API server said: {message})",
-        rule = RBAC_RULE
+        rule = LEASE_RULE
     )]
     Forbidden {
         /// The refused verb.
@@ -111,6 +121,24 @@ pub enum Error {
         /// The namespace it was refused in.
         namespace: String,
         /// Who was refused, as far as known (the API server's message names it too).
+        user: String,
+        /// The API server's own message.
+        message: String,
+    },
+
+    /// The API server refused to record a leader-election Event on a Lease for lack of RBAC
+    /// rights. The election goes on unharmed: events are only told about.
+    #[error(
+        "forbidden: `{user}` may not record events in namespace `{namespace}`; bind it to a Role \
+         in that namespace with the rule {{{rule}}}, or turn leader-election events off \
+         (`RuntimeBuilder::events(false)`, `#[leader_main(events = false)]`) (API server said: \
+         {message})",
+        rule = EVENT_RULE
+    )]
+    EventsForbidden {
+        /// The namespace of the lease.
+        namespace: String,
+        /// Who was refused, as far as known.
         user: String,
         /// The API server's own message.
         message: String,

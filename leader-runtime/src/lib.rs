@@ -57,10 +57,10 @@ pub mod testing;
 
 pub use config::{ElectionConfig, JITTER_FACTOR};
 pub use election::{Election, Leadership, LeaseStatus};
-pub use error::{Error, RBAC_RULE, Result, Verb};
+pub use error::{EVENT_RULE, Error, LEASE_RULE, RBAC_RULES, Result, Verb};
 #[cfg(feature = "http")]
 pub use http::{DEFAULT_HEALTH_TOLERANCE, HttpServer};
-pub use names::{validate_lease_name, validate_namespace};
+pub use names::{validate_label, validate_lease_name, validate_namespace};
 pub use runtime::{
     ENV_IDENTITY, ENV_NAMESPACE, ENV_STANDALONE, Runtime, RuntimeBuilder, shutdown_signal,
 };

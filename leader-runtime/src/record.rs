@@ -3,6 +3,7 @@
 //! Everything read here comes from the API and is untrusted: missing, zero, negative or huge
 //! values never cause a panic, and remote timestamps are never read as clock values.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -54,18 +55,23 @@ pub(crate) fn same_but_renew_time(a: &Lease, b: &Lease) -> bool {
     without_renew(a) == without_renew(b)
 }
 
-/// A fresh Lease held by `identity`, for creating.
+/// Labels this replica puts on the leases it writes (client-go's `NewWithLabels`).
+pub(crate) type Labels = BTreeMap<String, String>;
+
+/// A fresh Lease held by `identity`, with `labels`, for creating.
 pub(crate) fn new_lease(
     key: &LeaseKey,
     identity: &str,
     config: &ElectionConfig,
     transitions: i32,
+    labels: &Labels,
 ) -> Lease {
     let now = now();
     Lease {
         metadata: ObjectMeta {
             name: Some(key.name.clone()),
             namespace: Some(key.namespace.clone()),
+            labels: (!labels.is_empty()).then(|| labels.clone()),
             ..ObjectMeta::default()
         },
         spec: Some(LeaseSpec {
@@ -83,17 +89,27 @@ pub(crate) fn new_lease(
 /// renew (we hold it already) keeps `acquireTime` and `leaseTransitions`, a take-over sets
 /// `acquireTime` and adds one to `leaseTransitions`, counting from `floor` (the highest value we
 /// ever saw) if that is higher, so fencing tokens keep increasing even if someone re-created the
-/// lease from zero. Metadata (resourceVersion, uid, labels) and the Coordinated Leader Election
-/// fields are kept.
+/// lease from zero. Metadata (resourceVersion, uid, other labels) and the Coordinated Leader
+/// Election fields are kept; `labels` are set over the lease's own, as client-go's lease lock
+/// sets its labels on every write.
 pub(crate) fn claimed(
     current: &Lease,
     identity: &str,
     config: &ElectionConfig,
     floor: Option<i32>,
+    labels: &Labels,
 ) -> Lease {
     let now = now();
     let renewing = holder(current) == Some(identity);
     let mut lease = current.clone();
+    if !labels.is_empty() {
+        let own = lease.metadata.labels.get_or_insert_with(Labels::new);
+        own.extend(
+            labels
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+    }
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
     if !renewing {
         spec.acquire_time = Some(now.clone());
@@ -177,9 +193,9 @@ mod tests {
             lease_transitions: Some(4),
             ..LeaseSpec::default()
         });
-        let taken = claimed(&held, "b", &config, None);
+        let taken = claimed(&held, "b", &config, None, &Labels::new());
         assert_eq!((holder(&taken), transitions(&taken)), (Some("b"), 5));
-        let renewed = claimed(&taken, "b", &config, None);
+        let renewed = claimed(&taken, "b", &config, None, &Labels::new());
         assert_eq!(transitions(&renewed), 5);
         assert_eq!(
             renewed.spec.as_ref().unwrap().acquire_time,
@@ -197,7 +213,13 @@ mod tests {
             lease_transitions: Some(0),
             ..LeaseSpec::default()
         });
-        let taken = claimed(&recreated, "me", &ElectionConfig::default(), Some(5));
+        let taken = claimed(
+            &recreated,
+            "me",
+            &ElectionConfig::default(),
+            Some(5),
+            &Labels::new(),
+        );
         assert_eq!(transitions(&taken), 6);
     }
 
@@ -208,7 +230,13 @@ mod tests {
             ..LeaseSpec::default()
         });
         assert_eq!(
-            transitions(&claimed(&negative, "x", &ElectionConfig::default(), None)),
+            transitions(&claimed(
+                &negative,
+                "x",
+                &ElectionConfig::default(),
+                None,
+                &Labels::new()
+            )),
             1
         );
         let max = lease_with(LeaseSpec {
@@ -216,8 +244,47 @@ mod tests {
             ..LeaseSpec::default()
         });
         assert_eq!(
-            transitions(&claimed(&max, "x", &ElectionConfig::default(), None)),
+            transitions(&claimed(
+                &max,
+                "x",
+                &ElectionConfig::default(),
+                None,
+                &Labels::new()
+            )),
             i32::MAX
         );
+    }
+
+    #[test]
+    fn our_labels_are_set_over_the_leases_own_and_others_kept() {
+        let mut held = lease_with(LeaseSpec {
+            holder_identity: Some("go-peer".into()),
+            ..LeaseSpec::default()
+        });
+        held.metadata.labels = Some(Labels::from([
+            ("team".into(), "billing".into()),
+            ("tier".into(), "old".into()),
+        ]));
+        let ours = Labels::from([("tier".into(), "gold".into())]);
+        let taken = claimed(&held, "me", &ElectionConfig::default(), None, &ours);
+        let expected = Labels::from([
+            ("team".into(), "billing".into()),
+            ("tier".into(), "gold".into()),
+        ]);
+        assert_eq!(taken.metadata.labels, Some(expected));
+        let renewed = claimed(
+            &taken,
+            "me",
+            &ElectionConfig::default(),
+            None,
+            &Labels::new(),
+        );
+        assert_eq!(
+            renewed.metadata.labels, taken.metadata.labels,
+            "kept on renew"
+        );
+        let key = LeaseKey::new("ns", "a");
+        let fresh = new_lease(&key, "me", &ElectionConfig::default(), 0, &ours);
+        assert_eq!(fresh.metadata.labels, Some(ours));
     }
 }

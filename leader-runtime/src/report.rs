@@ -12,7 +12,7 @@
 //! - RBAC refuses a verb in a namespace: one problem per verb and namespace, logged with the
 //!   message that names the Role rule to add.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -36,6 +36,8 @@ struct State {
     unreachable: Option<Ongoing>,
     /// RBAC refuses a verb in a namespace.
     refused: HashMap<(Verb, String), Option<Ongoing>>,
+    /// Namespaces where RBAC refused to record events: no more are recorded there.
+    events_refused: HashSet<String>,
 }
 
 /// A problem that is going on.
@@ -100,6 +102,26 @@ impl Reporter {
                     say(Level::WARN, &message, Some(error));
                 }
             }
+        }
+    }
+
+    /// Whether leader-election events may be recorded in `namespace`: not once RBAC refused them.
+    pub(crate) fn may_record_events(&self, namespace: &str) -> bool {
+        !lock(&self.state).events_refused.contains(namespace)
+    }
+
+    /// RBAC refused to record an event in `namespace`: said once, and no more are recorded
+    /// there, so that the refusal is not repeated at every term.
+    pub(crate) fn events_refused(&self, namespace: &str, error: &Error) {
+        if lock(&self.state)
+            .events_refused
+            .insert(namespace.to_owned())
+        {
+            let message = format!(
+                "not recording leader-election events in namespace `{namespace}` any more; the \
+                 election goes on without them"
+            );
+            say(Level::WARN, &message, Some(error));
         }
     }
 

@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::election::{Election, ElectionShared};
 use crate::elector::Elector;
+use crate::record::Labels;
 use crate::report::Reporter;
 use crate::store::{KubeLeaseStore, LeaseKey, LeaseStore};
 use crate::{ElectionConfig, Error, Result, identity, validate_lease_name, validate_namespace};
@@ -34,21 +35,43 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
+/// What the elections of a runtime share.
+pub(crate) struct Common {
+    /// This replica's identity.
+    pub(crate) identity: String,
+    /// The log of the API server's problems.
+    pub(crate) reporter: Reporter,
+    /// Labels put on every lease this replica writes.
+    pub(crate) labels: Labels,
+    /// Whether to record leader-election Events on the leases.
+    pub(crate) events: bool,
+}
+
+impl Common {
+    /// What elections of the replica `identity` share, with events on and no labels.
+    pub(crate) fn new(identity: impl Into<String>) -> Self {
+        Common {
+            identity: identity.into(),
+            reporter: Reporter::default(),
+            labels: Labels::new(),
+            events: true,
+        }
+    }
+}
+
 struct Inner {
     store: Arc<dyn LeaseStore>,
+    common: Arc<Common>,
     /// The API client behind `store`, when it is the Kubernetes API.
     client: Option<kube::Client>,
     /// Whether the builder applied the `LEADER_*` variables.
     applied_env: bool,
-    identity: String,
     namespace: String,
     config: ElectionConfig,
     shutdown: CancellationToken,
     electors: TaskTracker,
     elections: Mutex<HashMap<LeaseKey, Election>>,
     renames: HashMap<String, String>,
-    /// Logs the API server's problems once for all the elections.
-    reporter: Arc<Reporter>,
 }
 
 impl Runtime {
@@ -103,9 +126,8 @@ impl Runtime {
         }
         let shared = Arc::new(ElectionShared::new(
             key.clone(),
-            self.inner.identity.clone(),
             config,
-            Arc::clone(&self.inner.reporter),
+            Arc::clone(&self.inner.common),
         ));
         let elector = Elector::new(
             Arc::clone(&shared),
@@ -136,7 +158,7 @@ impl Runtime {
 
     /// This replica's identity, as written to `holderIdentity`.
     pub fn identity(&self) -> &str {
-        &self.inner.identity
+        &self.inner.common.identity
     }
 
     /// The namespace of leases that name none.
@@ -205,6 +227,9 @@ pub struct RuntimeBuilder {
     namespace: Option<String>,
     config: Option<ElectionConfig>,
     renames: HashMap<String, String>,
+    labels: Labels,
+    /// `None`: the default, on.
+    events: Option<bool>,
 }
 
 /// Sets this replica's identity ([`RuntimeBuilder::apply_env`]).
@@ -308,6 +333,36 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Puts `labels` on every lease this replica takes, and keeps them there while it holds it,
+    /// as client-go's `NewWithLabels` and controller-runtime's `LeaderElectionLabels` do: set over
+    /// the lease's own labels of the same keys, the others kept. Calls add up.
+    ///
+    /// ```
+    /// # use leader_runtime::Runtime;
+    /// let builder = Runtime::builder().lease_labels([("app.kubernetes.io/name", "billing")]);
+    /// ```
+    pub fn lease_labels<K, V>(mut self, labels: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let labels = labels.into_iter();
+        self.labels
+            .extend(labels.map(|(key, value)| (key.into(), value.into())));
+        self
+    }
+
+    /// Whether to record an Event on the lease when this replica becomes leader and when it
+    /// stops leading, as client-go's lease lock does with an event recorder: type `Normal`,
+    /// reason `LeaderElection`, note `<identity> became leader` / `<identity> stopped leading`
+    /// (`kubectl get events`, `kubectl describe lease`). Default: on. Needs the RBAC rule
+    /// [`EVENT_RULE`](crate::EVENT_RULE); without it, one warning says so and the election goes
+    /// on without events.
+    pub fn events(mut self, on: bool) -> Self {
+        self.events = Some(on);
+        self
+    }
+
     /// Default timings for the runtime's elections. Default: [`ElectionConfig::default`].
     pub fn config(mut self, config: ElectionConfig) -> Self {
         self.config = Some(config);
@@ -329,6 +384,9 @@ impl RuntimeBuilder {
                 value: identity,
                 reason: "it is empty".into(),
             });
+        }
+        for (key, value) in &self.labels {
+            crate::names::validate_label(key, value)?;
         }
         if self.standalone {
             eprintln!("WARNING: {STANDALONE_WARNING}");
@@ -358,16 +416,19 @@ impl RuntimeBuilder {
         Ok(Runtime {
             inner: Arc::new(Inner {
                 store,
+                common: Arc::new(Common {
+                    labels: self.labels,
+                    events: self.events.unwrap_or(true),
+                    ..Common::new(identity)
+                }),
                 client,
                 applied_env: self.applied_env,
-                identity,
                 namespace,
                 config,
                 shutdown: CancellationToken::new(),
                 electors: TaskTracker::new(),
                 elections: Mutex::new(HashMap::new()),
                 renames: self.renames,
-                reporter: Arc::default(),
             }),
         })
     }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
 
-use crate::store::{BoxFuture, FeedError, LeaseKey, LeaseStore, Observation};
+use crate::store::{BoxFuture, FeedError, LeaseEvent, LeaseKey, LeaseStore, Observation};
 use crate::{Error, Result, Verb};
 
 /// A fault the in-memory store can simulate.
@@ -43,6 +43,9 @@ pub enum Fault {
     /// Requests are never answered, while the change feed keeps working (a stalled API server
     /// behind a watch connection that is still open).
     Hang,
+    /// RBAC refuses to record events, while everything about leases works (a Role without
+    /// [`EVENT_RULE`](crate::EVENT_RULE)).
+    EventsForbidden,
     /// The API server is overloaded: requests are answered `429 Too Many Requests`, asking to
     /// retry after `retry_after` (in whole seconds, as the API server says it), while change
     /// feeds keep working.
@@ -65,6 +68,8 @@ pub struct InMemoryLeaseStore {
 #[derive(Default)]
 struct Leases {
     leases: HashMap<LeaseKey, Lease>,
+    /// The messages of the events recorded about each lease, in order.
+    events: HashMap<LeaseKey, Vec<String>>,
     last_version: u64,
     requests: u64,
     /// Every connection's feeds, told about every write.
@@ -109,7 +114,7 @@ impl Connection {
     /// Fails a request if a fault is set.
     fn check(&self, verb: Verb, key: &LeaseKey) -> Result<()> {
         match self.fault() {
-            None | Some(Fault::Hang) => Ok(()),
+            None | Some(Fault::Hang | Fault::EventsForbidden) => Ok(()),
             Some(Fault::TooManyRequests { retry_after }) => {
                 Err(too_many_requests(verb, key, retry_after))
             }
@@ -224,6 +229,12 @@ impl InMemoryLeaseStore {
         }
     }
 
+    /// The messages of the leader-election events recorded about a lease, oldest first
+    /// (`<identity> became leader`, `<identity> stopped leading`).
+    pub fn events(&self, key: &LeaseKey) -> Vec<String> {
+        self.leases().events.get(key).cloned().unwrap_or_default()
+    }
+
     /// How many get, create and replace requests the store has answered, over all connections.
     pub fn requests(&self) -> u64 {
         self.leases().requests
@@ -264,6 +275,36 @@ impl LeaseStore for InMemoryLeaseStore {
             }
             Ok(leases.write(key, lease))
         })
+    }
+
+    fn record_event(
+        &self,
+        lease: &Lease,
+        identity: &str,
+        event: LeaseEvent,
+    ) -> BoxFuture<'static, Result<()>> {
+        let key = LeaseKey::new(
+            lease.metadata.namespace.clone().unwrap_or_default(),
+            lease.metadata.name.clone().unwrap_or_default(),
+        );
+        let recorded = match self.connection.fault() {
+            Some(Fault::Forbidden | Fault::EventsForbidden) => Err(Error::EventsForbidden {
+                namespace: key.namespace.clone(),
+                user: "in-memory".into(),
+                message: "refused (simulated)".into(),
+            }),
+            Some(Fault::Unreachable) => Err(unreachable(Verb::Create, &key)),
+            _ => {
+                let mut leases = self.leases();
+                leases
+                    .events
+                    .entry(key)
+                    .or_default()
+                    .push(event.message(identity));
+                Ok(())
+            }
+        };
+        Box::pin(std::future::ready(recorded))
     }
 
     fn subscribe(&self, key: &LeaseKey) -> watch::Receiver<Observation> {

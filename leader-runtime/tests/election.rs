@@ -707,3 +707,122 @@ async fn regression_a_late_echo_of_our_own_renew_does_not_trigger_a_renew() {
         "no early renew for a renewTime-only difference"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_tell_when_each_replica_became_leader_and_stopped_leading() {
+    let store = InMemoryLeaseStore::new();
+    let (a, b) = (replica(&store, "a").await, replica(&store, "b").await);
+    let mut first = campaign(&a);
+    first.started().await;
+    let mut second = campaign(&b);
+    sleep(SECOND).await;
+    a.shutdown().await;
+    second.started().await;
+    b.shutdown().await;
+    sleep(SECOND).await;
+    assert_eq!(
+        store.events(&key()),
+        [
+            "a became leader",
+            "a stopped leading",
+            "b became leader",
+            "b stopped leading"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_can_be_turned_off() {
+    let store = InMemoryLeaseStore::new();
+    let quiet = Runtime::builder()
+        .store(store.clone())
+        .identity("quiet")
+        .namespace(NAMESPACE)
+        .events(false)
+        .build()
+        .await
+        .unwrap();
+    campaign(&quiet).started().await;
+    quiet.shutdown().await;
+    assert!(store.events(&key()).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_events_leave_the_election_unharmed() {
+    let store = InMemoryLeaseStore::new();
+    store.set_fault(Some(Fault::EventsForbidden));
+    let a = replica(&store, "a").await;
+    for _ in 0..3 {
+        let mut work = campaign(&a);
+        work.started().await;
+        let election = a.election(LEASE).unwrap();
+        election.health_check(Duration::ZERO).unwrap();
+        store.edit(&key(), |lease| {
+            lease.spec.as_mut().unwrap().holder_identity = Some("someone-else".into());
+        });
+        work.stopped().await;
+        store.edit(&key(), |lease| {
+            lease.spec.as_mut().unwrap().holder_identity = Some(String::new());
+        });
+    }
+    let status = a.election(LEASE).unwrap().status().borrow().clone();
+    assert!(
+        !status.permission_denied && status.last_error.is_none(),
+        "{status:?}"
+    );
+    assert!(store.events(&key()).is_empty());
+    a.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn labels_are_set_when_taking_the_lease_kept_on_renew_and_merged_over_others() {
+    let store = InMemoryLeaseStore::new();
+    let labelled = |identity: &'static str, tier: &'static str| {
+        Runtime::builder()
+            .store(store.clone())
+            .identity(identity)
+            .namespace(NAMESPACE)
+            .lease_labels([("app.kubernetes.io/name", "billing"), ("tier", tier)])
+            .build()
+    };
+    let a = labelled("a", "gold").await.unwrap();
+    let labels = || {
+        store
+            .lease(&key())
+            .unwrap()
+            .metadata
+            .labels
+            .unwrap_or_default()
+    };
+    campaign(&a).started().await;
+    assert_eq!(labels()["tier"], "gold");
+    // Someone adds a label of their own: it stays through our renews.
+    store.edit(&key(), |lease| {
+        let own = lease.metadata.labels.get_or_insert_with(Default::default);
+        own.insert("owner".into(), "team-a".into());
+    });
+    sleep(10 * SECOND).await;
+    assert_eq!(
+        (labels()["tier"].as_str(), labels()["owner"].as_str()),
+        ("gold", "team-a")
+    );
+    a.shutdown().await;
+    let b = labelled("b", "silver").await.unwrap();
+    campaign(&b).started().await;
+    assert_eq!(labels()["tier"], "silver", "the new holder's labels");
+    assert_eq!(labels()["owner"], "team-a");
+    b.shutdown().await;
+
+    let invalid = Runtime::builder()
+        .store(store.clone())
+        .lease_labels([("not a key", "x")])
+        .build()
+        .await;
+    assert!(matches!(
+        invalid,
+        Err(Error::InvalidName {
+            what: "label key",
+            ..
+        })
+    ));
+}

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use leader_runtime::testing::{Fault, InMemoryLeaseStore};
-use leader_runtime::{ElectionConfig, Error, RBAC_RULE, Runtime};
+use leader_runtime::{ElectionConfig, Error, LEASE_RULE, Runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
@@ -183,7 +183,7 @@ async fn liveness_fails_with_the_rbac_message_while_the_api_server_refuses() {
             "{}",
             lines[0]
         );
-        assert!(lines[0].contains(RBAC_RULE), "{}", lines[0]);
+        assert!(lines[0].contains(LEASE_RULE), "{}", lines[0]);
         let not_ready = get(addr, "/readyz").await;
         assert_eq!(not_ready.status, 503);
         assert!(not_ready.body.contains("forbidden"), "{}", not_ready.body);

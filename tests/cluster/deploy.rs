@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::serde::de::DeserializeOwned;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use leader::runtime::{ElectionConfig, RBAC_RULE};
+use leader::runtime::{ElectionConfig, LEASE_RULE};
 use serde_json::Value;
 
 use crate::support::{ControlPlane, FAST_TIMINGS, Identity, control_plane};
@@ -36,7 +36,7 @@ const SECOND: Duration = Duration::from_secs(1);
 const LEASE: &str = "my-leader-election-lock";
 /// The `--id` of every candidate run here (each runs in a namespace of its own).
 const CANDIDATE: &str = "sa-candidate";
-/// The verbs the runtime uses on leases, in the order RBAC_RULE lists them.
+/// The verbs the runtime uses on leases, in the order LEASE_RULE lists them.
 const RUNTIME_VERBS: [&str; 5] = ["get", "list", "watch", "create", "update"];
 /// Lease verbs the runtime never uses; the Role must not grant them.
 const OTHER_VERBS: [&str; 3] = ["patch", "delete", "deletecollection"];
@@ -236,7 +236,7 @@ async fn missing_verb(verb: &'static str, installed: Installed, admin: Client) -
     let refusals = candidate.matching(Stream::Err, "forbidden");
     for line in &refusals {
         assert!(
-            line.contains(&refusal) && line.contains(RBAC_RULE),
+            line.contains(&refusal) && line.contains(LEASE_RULE),
             "unclear or unexpected refusal without `{verb}`: {line}"
         );
     }
@@ -337,8 +337,8 @@ impl Manifests {
     /// ServiceAccount in the RoleBinding's own namespace.
     fn check_rbac_consistency(&self) {
         let role: Role = serde_json::from_value(self.role.clone()).expect("role.yaml is a Role");
-        let recommended: PolicyRule = serde_saphyr::from_str(&format!("{{{RBAC_RULE}}}"))
-            .expect("RBAC_RULE is a YAML flow mapping");
+        let recommended: PolicyRule = serde_saphyr::from_str(&format!("{{{LEASE_RULE}}}"))
+            .expect("LEASE_RULE is a YAML flow mapping");
         assert_eq!(role.rules, Some(vec![recommended]));
         let binding: RoleBinding =
             serde_json::from_value(self.role_binding.clone()).expect("a RoleBinding");

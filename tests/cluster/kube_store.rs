@@ -5,7 +5,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, PostParams};
 use leader::runtime::store::{KubeLeaseStore, LeaseKey, LeaseStore, Observation};
-use leader::runtime::{Error, RBAC_RULE, Verb};
+use leader::runtime::{Error, LEASE_RULE, Verb};
 use tokio::sync::watch;
 
 use crate::support::{Identity, control_plane, lease};
@@ -216,7 +216,7 @@ async fn an_identity_without_rights_gets_an_explained_refusal() {
     assert!(matches!(error, Error::Forbidden { .. }), "{error:?}");
     let text = error.to_string();
     let refusal = "`leader-test-unprivileged` may not get leases.coordination.k8s.io";
-    for part in [refusal, &format!("namespace `{namespace}`"), RBAC_RULE] {
+    for part in [refusal, &format!("namespace `{namespace}`"), LEASE_RULE] {
         assert!(text.contains(part), "{part:?} missing from {text}");
     }
 

@@ -6,6 +6,7 @@
 
 mod deploy;
 mod election;
+mod events_and_labels;
 mod examples;
 mod faults;
 mod interop;

@@ -239,9 +239,8 @@ mod tests {
     fn entry(namespace: &str, lease: &str, identity: &str) -> (ElectionShared, LeaseStatus) {
         let shared = ElectionShared::new(
             LeaseKey::new(namespace, lease),
-            identity.into(),
             ElectionConfig::default(),
-            std::sync::Arc::default(),
+            std::sync::Arc::new(crate::runtime::Common::new(identity)),
         );
         let mut status = None;
         shared.update_status(|current| status = Some(current.clone()));

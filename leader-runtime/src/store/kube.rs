@@ -26,11 +26,17 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
-use super::{BoxFuture, FeedError, LeaseKey, LeaseStore, Observation};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use super::{BoxFuture, FeedError, LeaseEvent, LeaseKey, LeaseStore, Observation};
 use crate::{Error, Result, Verb};
 
 /// The default of [`KubeLeaseStore::namespace_watch_above`].
 pub const DEFAULT_NAMESPACE_WATCH_ABOVE: usize = 16;
+
+/// The `reportingController` of the Events the store records.
+pub const EVENT_REPORTER: &str = "leader-election";
 
 /// How long a namespace watch waits for more new leases before relisting for them, so that a
 /// burst of elections costs one list.
@@ -54,6 +60,8 @@ struct Inner {
     retry_period: Duration,
     /// Namespaces with more followed leases than this get one watch for all of them.
     namespace_watch_above: usize,
+    /// kube's event recorder for each identity that records events (one in practice).
+    recorders: Mutex<HashMap<String, Recorder>>,
     /// The namespaces of followed leases, each shared with its watch tasks.
     namespaces: Mutex<HashMap<String, Arc<Mutex<Namespace>>>>,
     /// Cancelled when the last clone of the store is dropped; stops every watch task.
@@ -66,6 +74,7 @@ impl Inner {
             client,
             retry_period,
             namespace_watch_above,
+            recorders: Mutex::default(),
             namespaces: Mutex::default(),
             stop: CancellationToken::new(),
         }
@@ -126,6 +135,19 @@ impl KubeLeaseStore {
             self.inner = Arc::new(own);
         }
         Arc::get_mut(&mut self.inner).expect("not shared: made just above")
+    }
+
+    /// The event recorder of the replica `identity`.
+    fn recorder(&self, identity: &str) -> Recorder {
+        let mut recorders = lock(&self.inner.recorders);
+        let recorder = recorders.entry(identity.to_owned()).or_insert_with(|| {
+            let reporter = Reporter {
+                controller: EVENT_REPORTER.to_owned(),
+                instance: Some(identity.to_owned()),
+            };
+            Recorder::new(self.inner.client.clone(), reporter)
+        });
+        recorder.clone()
     }
 
     fn api(&self, namespace: &str) -> Api<Lease> {
@@ -193,6 +215,57 @@ impl LeaseStore for KubeLeaseStore {
             let lease = result
                 .map_err(|error| map_error(Verb::Update, &key.namespace, &key.name, error))?;
             Ok(slim(lease))
+        })
+    }
+
+    /// Creates an `events.k8s.io/v1` Event regarding the Lease through kube's event recorder
+    /// (which patches the Event's series instead when the same one repeats within minutes).
+    fn record_event(
+        &self,
+        lease: &Lease,
+        identity: &str,
+        event: LeaseEvent,
+    ) -> BoxFuture<'static, Result<()>> {
+        let recorder = self.recorder(identity);
+        let regarding = ObjectReference {
+            api_version: Some("coordination.k8s.io/v1".to_owned()),
+            kind: Some("Lease".to_owned()),
+            name: lease.metadata.name.clone(),
+            namespace: lease.metadata.namespace.clone(),
+            uid: lease.metadata.uid.clone(),
+            ..ObjectReference::default()
+        };
+        let note = event.message(identity);
+        Box::pin(async move {
+            let published = recorder
+                .publish(
+                    &Event {
+                        type_: EventType::Normal,
+                        reason: LeaseEvent::REASON.to_owned(),
+                        note: Some(note.clone()),
+                        action: event.action().to_owned(),
+                        secondary: None,
+                    },
+                    &regarding,
+                )
+                .await;
+            let namespace = regarding.namespace.unwrap_or_default();
+            published.map_err(|error| match &error {
+                kube::Error::Api(status) if status.code == 403 => Error::EventsForbidden {
+                    user: forbidden_user(&status.message)
+                        .unwrap_or("this identity")
+                        .to_owned(),
+                    message: status.message.clone(),
+                    namespace,
+                },
+                _ => Error::Api {
+                    verb: Verb::Create,
+                    message: format!("recording the Event `{note}`: {}", with_causes(&error)),
+                    name: regarding.name.unwrap_or_default(),
+                    namespace,
+                    source: Some(Box::new(error)),
+                },
+            })
         })
     }
 
@@ -741,7 +814,7 @@ mod tests {
         assert!(matches!(error, Error::Forbidden { .. }), "{error:?}");
         let text = error.to_string();
         let user = "`leader-test-unprivileged` may not get leases.coordination.k8s.io";
-        for part in [user, "namespace `ns`", crate::RBAC_RULE, REFUSAL] {
+        for part in [user, "namespace `ns`", crate::LEASE_RULE, REFUSAL] {
             assert!(text.contains(part), "{part:?} missing from {text}");
         }
         let unnamed = mapped(Verb::Watch, 403, "Forbidden", "denied").to_string();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
 
-pub use self::kube::{DEFAULT_NAMESPACE_WATCH_ABOVE, KubeLeaseStore};
+pub use self::kube::{DEFAULT_NAMESPACE_WATCH_ABOVE, EVENT_REPORTER, KubeLeaseStore};
 use crate::{Error, Result};
 
 /// A boxed, sendable future, as the [`LeaseStore`] methods return.
@@ -117,4 +117,55 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// A feed of the lease's latest state; the receiver stays current for as long as the store
     /// lives.
     fn subscribe(&self, key: &LeaseKey) -> watch::Receiver<Observation>;
+
+    /// Records `event` about `lease` (as last written by `identity`) where people look for it:
+    /// the Kubernetes store creates an Event regarding the Lease. Best effort: the election goes
+    /// on whatever this returns. The default records nothing.
+    ///
+    /// # Errors
+    /// [`Error::EventsForbidden`](crate::Error::EventsForbidden) when RBAC refuses events (the
+    /// runtime then stops recording them in that namespace), anything else when recording failed.
+    fn record_event(
+        &self,
+        lease: &Lease,
+        identity: &str,
+        event: LeaseEvent,
+    ) -> BoxFuture<'static, Result<()>> {
+        let _ = (lease, identity, event);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// What happened to a replica's leadership, as recorded in Events on the Lease (the words of
+/// client-go's lease lock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LeaseEvent {
+    /// The replica became leader: `<identity> became leader`.
+    BecameLeader,
+    /// The replica stopped leading: `<identity> stopped leading`.
+    StoppedLeading,
+}
+
+impl LeaseEvent {
+    /// The Event's type, as Kubernetes spells it: always `Normal`.
+    pub const TYPE: &'static str = "Normal";
+    /// The Event's reason, client-go's: `LeaderElection`.
+    pub const REASON: &'static str = "LeaderElection";
+
+    /// The Event's message for the replica `identity`: `<identity> became leader`.
+    pub fn message(self, identity: &str) -> String {
+        match self {
+            LeaseEvent::BecameLeader => format!("{identity} became leader"),
+            LeaseEvent::StoppedLeading => format!("{identity} stopped leading"),
+        }
+    }
+
+    /// A short name of what happened, for the Event's `action`: `Acquire` or `Release`.
+    pub fn action(self) -> &'static str {
+        match self {
+            LeaseEvent::BecameLeader => "Acquire",
+            LeaseEvent::StoppedLeading => "Release",
+        }
+    }
 }

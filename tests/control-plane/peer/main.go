@@ -6,7 +6,7 @@
 //
 //	peer --kubeconfig FILE --id NAME --lease-lock-name LEASE --lease-lock-namespace NS \
 //	    [--lease-duration 15s] [--renew-deadline 10s] [--retry-period 2s] \
-//	    [--work-interval 500ms] [--timestamps]
+//	    [--work-interval 500ms] [--timestamps] [--events=false] [--lease-labels k=v,...]
 //
 // It prints exactly the lines examples/election.rs prints, so one test
 // harness drives both:
@@ -30,6 +30,12 @@
 // stamps its lines with too, so that the lines of different processes can be
 // put on one time line.
 //
+// The lease lock records client-go's leader-election Events ("<id> became leader",
+// "<id> stopped leading", reason LeaderElection) through a core/v1 event
+// recorder, as Kubernetes' own components do, unless --events=false. With
+// --lease-labels, the lock puts those labels on the Lease whenever it writes it
+// (client-go's NewWithLabels).
+//
 // SIGINT or SIGTERM cancels the election context; with ReleaseOnCancel the
 // lease is released before the program exits with status 0. A lost lease
 // sends the candidate back to following, as the Rust example does.
@@ -45,16 +51,21 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 )
 
@@ -68,6 +79,8 @@ type options struct {
 	retryPeriod   time.Duration
 	workInterval  time.Duration
 	timestamps    bool
+	events        bool
+	labels        map[string]string
 }
 
 // stamp is set once by main from --timestamps, before any goroutine prints.
@@ -112,6 +125,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&opts.retryPeriod, "retry-period", 2*time.Second, "interval between attempts to acquire or renew")
 	fs.DurationVar(&opts.workInterval, "work-interval", 0, "while leading, do one unit of work per interval (0: none)")
 	fs.BoolVar(&opts.timestamps, "timestamps", false, "start each line with the CLOCK_MONOTONIC time")
+	fs.BoolVar(&opts.events, "events", true, "record leader-election Events on the Lease")
+	labels := fs.String("lease-labels", "", "labels to put on the Lease, as key=value,key=value")
 
 	// Quiet by default: only errors reach stderr, unless -stderrthreshold says otherwise.
 	klog.InitFlags(fs)
@@ -129,6 +144,16 @@ func parseFlags(args []string) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *labels != "" {
+		opts.labels = map[string]string{}
+		for _, pair := range strings.Split(*labels, ",") {
+			key, value, ok := strings.Cut(pair, "=")
+			if !ok {
+				return opts, fmt.Errorf("--lease-labels: %q is not key=value", pair)
+			}
+			opts.labels[key] = value
+		}
 	}
 	if opts.id == "" {
 		host, err := os.Hostname()
@@ -160,10 +185,24 @@ func run(opts options) error {
 		cancel()
 	}()
 
+	var recorder resourcelock.EventRecorder
+	if opts.events {
+		// Not the election's context: SIGTERM cancels that one before "stopped leading".
+		broadcaster := record.NewBroadcaster(record.WithContext(context.Background()))
+		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+		// The recorder sends from a goroutine of its own, and Shutdown does not wait for what
+		// it is still sending: give the last events ("stopped leading") a moment to go out.
+		defer func() {
+			time.Sleep(time.Second)
+			broadcaster.Shutdown()
+		}()
+		recorder = broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "leader-election-peer"})
+	}
+
 	// A lost lease (renew deadline missed, lease taken) ends Run; follow again
 	// until we are told to stop.
 	for ctx.Err() == nil {
-		if err := elect(ctx, client, opts); err != nil {
+		if err := elect(ctx, client, recorder, opts); err != nil {
 			return err
 		}
 	}
@@ -174,13 +213,15 @@ func run(opts options) error {
 // elect runs one leader election until ctx is cancelled or the lease is lost,
 // and returns once the leader work has stopped and (with ReleaseOnCancel) the
 // lease has been released.
-func elect(ctx context.Context, client kubernetes.Interface, opts options) error {
+func elect(ctx context.Context, client kubernetes.Interface, recorder resourcelock.EventRecorder, opts options) error {
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta: metav1.ObjectMeta{Name: opts.lease, Namespace: opts.namespace},
 		Client:    client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{
-			Identity: opts.id,
+			Identity:      opts.id,
+			EventRecorder: recorder,
 		},
+		Labels: opts.labels,
 	}
 
 	// Run starts OnStartedLeading in a goroutine of its own and does not wait
