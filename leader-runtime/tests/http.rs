@@ -386,7 +386,7 @@ mod metrics {
             let runtime = runtime(&InMemoryLeaseStore::new(), "a").await;
             let mut registry = Registry::default();
             let requests = Counter::<u64>::default();
-            registry.register("requests", "Requests served.", requests.clone());
+            registry.register("requests", "Requests served", requests.clone());
             runtime.register_metrics(&mut registry);
             requests.inc_by(7);
             let routes = Routes::new(&runtime).registry(registry);

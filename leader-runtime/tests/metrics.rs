@@ -186,7 +186,7 @@ async fn the_applications_registry_serves_its_own_metrics_and_ours_under_a_prefi
         let runtime = runtime(&InMemoryLeaseStore::new(), "me").await;
         let mut registry = Registry::default();
         let requests = Counter::<u64>::default();
-        registry.register("requests", "Requests served.", requests.clone());
+        registry.register("requests", "Requests served", requests.clone());
         runtime.register_metrics(registry.sub_registry_with_prefix("app"));
         requests.inc();
         let routes = Routes::new(&runtime).registry(registry);
@@ -234,7 +234,7 @@ async fn without_elections_there_are_no_series_of_ours() {
 
     // Next to the application's metrics: still a valid exposition.
     let mut registry = Registry::default();
-    registry.register("requests", "Requests served.", Counter::<u64>::default());
+    registry.register("requests", "Requests served", Counter::<u64>::default());
     runtime.register_metrics(&mut registry);
     let routes = routes.registry(registry);
     for format in Format::ALL {
