@@ -284,16 +284,8 @@ async fn unknown_paths_and_methods_are_refused_and_head_gets_no_body() {
 #[cfg(feature = "metrics")]
 mod metrics {
     use super::support::NAMESPACE;
-    use super::support::exposition::{Exposition, Format};
+    use super::support::exposition::{Exposition, Format, LABELS, app_registry, with};
     use super::*;
-
-    const LABELS: [(&str, &str); 2] = [("namespace", NAMESPACE), ("lease", LEASE)];
-
-    fn with<'a>(extra: (&'a str, &'a str)) -> Vec<(&'a str, &'a str)> {
-        let mut labels = LABELS.to_vec();
-        labels.push(extra);
-        labels
-    }
 
     /// `/metrics` in `format`, checked for its content type and parsed.
     async fn scrape(addr: SocketAddr, format: Format) -> Exposition {
@@ -380,15 +372,9 @@ mod metrics {
     #[tokio::test]
     async fn every_server_serves_the_applications_registry() {
         within_5s(async {
-            use prometheus_client::metrics::counter::Counter;
-            use prometheus_client::registry::Registry;
-
             let runtime = runtime(&InMemoryLeaseStore::new(), "a").await;
-            let mut registry = Registry::default();
-            let requests = Counter::<u64>::default();
-            registry.register("requests", "Requests served", requests.clone());
+            let mut registry = app_registry(7);
             runtime.register_metrics(&mut registry);
-            requests.inc_by(7);
             let routes = Routes::new(&runtime).registry(registry);
             runtime.election(LEASE).unwrap();
             for server in SERVERS {

@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use leader_runtime::testing::{Fault, InMemoryLeaseStore};
 use leader_runtime::{Routes, Runtime};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::registry::Registry;
-use support::exposition::{Exposition, Format};
-use support::{LEASE, NAMESPACE, fast, lead_for, runtime, within_5s};
+use support::exposition::{Exposition, Format, LABELS, app_registry, with};
+use support::{LEASE, fast, lead_for, runtime, within_5s};
 
 /// `/metrics` of `routes` in `format`, checked for its content type and parsed.
 fn scrape(routes: &Routes, format: Format) -> Exposition {
@@ -20,14 +18,6 @@ fn scrape(routes: &Routes, format: Format) -> Exposition {
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.header("content-type"), Some(format.content_type()));
     Exposition::parse(format, &reply.body)
-}
-
-const LABELS: [(&str, &str); 2] = [("namespace", NAMESPACE), ("lease", LEASE)];
-
-fn with<'a>(extra: (&'a str, &'a str)) -> Vec<(&'a str, &'a str)> {
-    let mut labels = LABELS.to_vec();
-    labels.push(extra);
-    labels
 }
 
 #[tokio::test]
@@ -184,11 +174,8 @@ async fn a_lease_name_used_in_two_namespaces_gets_distinct_master_status_series(
 async fn the_applications_registry_serves_its_own_metrics_and_ours_under_a_prefix() {
     within_5s(async {
         let runtime = runtime(&InMemoryLeaseStore::new(), "me").await;
-        let mut registry = Registry::default();
-        let requests = Counter::<u64>::default();
-        registry.register("requests", "Requests served", requests.clone());
+        let mut registry = app_registry(1);
         runtime.register_metrics(registry.sub_registry_with_prefix("app"));
-        requests.inc();
         let routes = Routes::new(&runtime).registry(registry);
 
         // Registered before any election exists: elections created later are covered.
@@ -233,8 +220,7 @@ async fn without_elections_there_are_no_series_of_ours() {
     assert_eq!(routes.respond("GET", "/metrics", None).body, "");
 
     // Next to the application's metrics: still a valid exposition.
-    let mut registry = Registry::default();
-    registry.register("requests", "Requests served", Counter::<u64>::default());
+    let mut registry = app_registry(0);
     runtime.register_metrics(&mut registry);
     let routes = routes.registry(registry);
     for format in Format::ALL {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -146,14 +146,14 @@ fn encode_entries(mut encoder: DescriptorEncoder, entries: &[Entry]) -> fmt::Res
         None,
         MetricType::Counter,
     )?;
-    for Entry { status, metrics } in entries {
-        for reason in LossReason::ALL {
-            let [namespace, lease] = lease_labels(status);
-            let labels = [namespace, lease, ("reason", reason.as_str())];
-            let counter = ConstCounter::new(metrics.lost(reason));
-            counter.encode(family.encode_family(&labels)?)?;
-        }
-    }
+    let reasons = &LossReason::ALL;
+    counters_by(
+        &mut family,
+        entries,
+        ("reason", reasons),
+        LossReason::as_str,
+        ElectionMetrics::lost,
+    )?;
 
     // No `# UNIT` line (the name says it), as before and as client_golang writes histograms.
     let mut family = encoder.encode_descriptor(
@@ -183,11 +183,30 @@ fn encode_entries(mut encoder: DescriptorEncoder, entries: &[Entry]) -> fmt::Res
         None,
         MetricType::Counter,
     )?;
+    let kinds = &ErrorKind::ALL;
+    counters_by(
+        &mut family,
+        entries,
+        ("kind", kinds),
+        ErrorKind::as_str,
+        ElectionMetrics::errors,
+    )
+}
+
+/// One counter per election and key, the key as label `label`: its value is `count` of the
+/// election's metrics for that key.
+fn counters_by<K: Copy>(
+    family: &mut MetricEncoder<'_>,
+    entries: &[Entry],
+    (label, keys): (&'static str, &[K]),
+    key_name: fn(K) -> &'static str,
+    count: fn(&ElectionMetrics, K) -> u64,
+) -> fmt::Result {
     for Entry { status, metrics } in entries {
-        for kind in ErrorKind::ALL {
+        for &key in keys {
             let [namespace, lease] = lease_labels(status);
-            let labels = [namespace, lease, ("kind", kind.as_str())];
-            let counter = ConstCounter::new(metrics.errors(kind));
+            let labels = [namespace, lease, (label, key_name(key))];
+            let counter = ConstCounter::new(count(metrics, key));
             counter.encode(family.encode_family(&labels)?)?;
         }
     }

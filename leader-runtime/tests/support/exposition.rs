@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 
 use openmetrics_parser::{
-    MetricNumber, OpenMetricsType, OpenMetricsValue, PrometheusType, PrometheusValue,
+    HistogramValue, MetricsExposition, OpenMetricsType, OpenMetricsValue, PrometheusType,
+    PrometheusValue, RenderableMetricValue,
 };
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 
 /// The families and samples of one exposition.
 #[derive(Debug, Default)]
@@ -49,8 +52,11 @@ impl Format {
     }
 }
 
-fn number(value: &MetricNumber) -> f64 {
-    value.as_f64()
+/// A sample's value, in either format.
+enum Value<'a> {
+    /// A gauge or counter, with the suffix of its series name.
+    Plain(&'static str, f64),
+    Histogram(&'a HistogramValue),
 }
 
 impl Exposition {
@@ -65,59 +71,58 @@ impl Exposition {
     fn open_metrics(text: &str) -> Self {
         let parsed = openmetrics_parser::openmetrics::parse_openmetrics(text)
             .unwrap_or_else(|error| panic!("invalid OpenMetrics: {error:?}\n{text}"));
-        let mut exposition = Exposition::default();
-        for (name, family) in &parsed.families {
-            let kind = match family.family_type {
-                OpenMetricsType::Counter => "counter",
-                OpenMetricsType::Gauge => "gauge",
-                OpenMetricsType::Histogram => "histogram",
-                other => panic!("unexpected type {other:?} of {name}"),
-            };
-            exposition.families.insert(name.clone(), kind.to_owned());
-            for sample in family.iter_samples() {
-                let labels = labels(sample.get_labelset().expect("a label set").iter());
-                match &sample.value {
-                    OpenMetricsValue::Gauge(value) => {
-                        exposition.push(name, "", &labels, number(value))
-                    }
-                    OpenMetricsValue::Counter(counter) => {
-                        exposition.push(name, "_total", &labels, number(&counter.value))
-                    }
-                    OpenMetricsValue::Histogram(histogram) => {
-                        exposition.histogram(name, &labels, histogram)
-                    }
-                    other => panic!("unexpected value {other:?} of {name}"),
-                }
-            }
-        }
-        exposition
+        let kind = |kind: &OpenMetricsType| match kind {
+            OpenMetricsType::Counter => "counter",
+            OpenMetricsType::Gauge => "gauge",
+            OpenMetricsType::Histogram => "histogram",
+            other => panic!("unexpected type {other:?}"),
+        };
+        Self::flatten(&parsed, kind, |value| match value {
+            OpenMetricsValue::Gauge(value) => Value::Plain("", value.as_f64()),
+            // The family is named without `_total`, its samples with it.
+            OpenMetricsValue::Counter(counter) => Value::Plain("_total", counter.value.as_f64()),
+            OpenMetricsValue::Histogram(histogram) => Value::Histogram(histogram),
+            other => panic!("unexpected value {other:?}"),
+        })
     }
 
     fn text(text: &str) -> Self {
         let parsed = openmetrics_parser::prometheus::parse_prometheus(text)
             .unwrap_or_else(|error| panic!("invalid 0.0.4 text: {error:?}\n{text}"));
+        let kind = |kind: &PrometheusType| match kind {
+            PrometheusType::Counter => "counter",
+            PrometheusType::Gauge => "gauge",
+            PrometheusType::Histogram => "histogram",
+            other => panic!("unexpected type {other:?}"),
+        };
+        Self::flatten(&parsed, kind, |value| match value {
+            PrometheusValue::Gauge(value) => Value::Plain("", value.as_f64()),
+            PrometheusValue::Counter(counter) => Value::Plain("", counter.value.as_f64()),
+            PrometheusValue::Histogram(histogram) => Value::Histogram(histogram),
+            other => panic!("unexpected value {other:?}"),
+        })
+    }
+
+    /// The families of `parsed` with the type `kind` names, and their samples as `value` reads
+    /// them.
+    fn flatten<T: Clone, V: RenderableMetricValue + Clone>(
+        parsed: &MetricsExposition<T, V>,
+        kind: impl Fn(&T) -> &'static str,
+        value: impl Fn(&V) -> Value<'_>,
+    ) -> Self {
         let mut exposition = Exposition::default();
         for (name, family) in &parsed.families {
-            let kind = match family.family_type {
-                PrometheusType::Counter => "counter",
-                PrometheusType::Gauge => "gauge",
-                PrometheusType::Histogram => "histogram",
-                ref other => panic!("unexpected type {other:?} of {name}"),
-            };
+            let kind = kind(&family.family_type);
             exposition.families.insert(name.clone(), kind.to_owned());
             for sample in family.iter_samples() {
-                let labels = labels(sample.get_labelset().expect("a label set").iter());
-                match &sample.value {
-                    PrometheusValue::Gauge(value) => {
-                        exposition.push(name, "", &labels, number(value))
-                    }
-                    PrometheusValue::Counter(counter) => {
-                        exposition.push(name, "", &labels, number(&counter.value))
-                    }
-                    PrometheusValue::Histogram(histogram) => {
-                        exposition.histogram(name, &labels, histogram)
-                    }
-                    other => panic!("unexpected value {other:?} of {name}"),
+                let labels = sample.get_labelset().expect("a label set");
+                let labels = labels
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect();
+                match value(&sample.value) {
+                    Value::Plain(suffix, value) => exposition.push(name, suffix, &labels, value),
+                    Value::Histogram(histogram) => exposition.histogram(name, &labels, histogram),
                 }
             }
         }
@@ -133,7 +138,7 @@ impl Exposition {
         &mut self,
         name: &str,
         labels: &BTreeMap<String, String>,
-        histogram: &openmetrics_parser::HistogramValue,
+        histogram: &HistogramValue,
     ) {
         for bucket in &histogram.buckets {
             let mut labels = labels.clone();
@@ -143,10 +148,10 @@ impl Exposition {
                 bucket.upper_bound.to_string()
             };
             labels.insert("le".to_owned(), le);
-            self.push(name, "_bucket", &labels, number(&bucket.count));
+            self.push(name, "_bucket", &labels, bucket.count.as_f64());
         }
         let sum = histogram.sum.as_ref().expect("a histogram sum");
-        self.push(name, "_sum", labels, number(sum));
+        self.push(name, "_sum", labels, sum.as_f64());
         let count = histogram.count.expect("a histogram count") as f64;
         self.push(name, "_count", labels, count);
     }
@@ -178,8 +183,22 @@ impl Exposition {
     }
 }
 
-fn labels<'a>(pairs: impl Iterator<Item = (&'a String, &'a String)>) -> BTreeMap<String, String> {
-    pairs
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect()
+/// The `namespace` and `lease` labels of the test lease.
+pub(crate) const LABELS: [(&str, &str); 2] =
+    [("namespace", super::NAMESPACE), ("lease", super::LEASE)];
+
+/// [`LABELS`] and one more.
+pub(crate) fn with<'a>(extra: (&'a str, &'a str)) -> Vec<(&'a str, &'a str)> {
+    let mut labels = LABELS.to_vec();
+    labels.push(extra);
+    labels
+}
+
+/// An application's registry with a metric of its own, `requests_total`, counting `requests`.
+pub(crate) fn app_registry(requests: u64) -> Registry {
+    let mut registry = Registry::default();
+    let counter = Counter::<u64>::default();
+    counter.inc_by(requests);
+    registry.register("requests", "Requests served", counter);
+    registry
 }
