@@ -20,10 +20,12 @@ use crate::{Error, Result, Routes, Runtime};
 
 /// A client must have sent its whole request head by then, or the connection is closed (without
 /// an answer: that is what hyper does on its header read timeout).
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest request head (request line and headers) accepted; longer ones get `431`. Probes
 /// and scrapes send a few hundred bytes.
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub const MAX_HEAD: usize = 8 * 1024;
 
 /// How long one connection may last in all, head and answer: a client that does not read its
@@ -31,6 +33,7 @@ pub const MAX_HEAD: usize = 8 * 1024;
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(10);
 
 /// The default of [`HttpServer::max_connections`].
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// The standalone HTTP server of a [`Runtime`]'s [`Routes`] (`/healthz`, `/readyz`, and with
