@@ -34,7 +34,7 @@ control-plane:
 
 ## Three replicas of examples/periodic.rs on a local control plane: graceful and crash failover.
 demo:
-	@bin=$(CONTROL_PLANE_BIN) && cargo build --features metrics --example periodic && \
+	@bin=$(CONTROL_PLANE_BIN) && cargo build --features http,metrics --example periodic && \
 		KUBECTL=$$(tests/control-plane/kubectl.sh) "$$bin/launcher" run -- examples/demo.sh
 
 ## The fault campaign (tests/cluster/faults.rs): 25 trials per fault kind, 200 in all, in about

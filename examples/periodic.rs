@@ -20,15 +20,18 @@
 //! random suffix. `LEADER_NAMESPACE` and `LEADER_STANDALONE=1` work as with `#[leader_main]`.
 //! `--lease-duration`, `--renew-deadline` and `--retry-period` (`15s`, `500ms`) set the timings.
 //!
-//! `--health-port 8080` serves `/healthz` (liveness) and `/readyz` (readiness) on that port, and
-//! `/metrics` for Prometheus: build with `--features metrics` (or `--features http` for the probes
-//! alone), as the image for `examples/deploy/` is:
+//! `--health-port 8080` serves `/healthz` (liveness) and `/readyz` (readiness) on that port with
+//! the standalone server (feature `http`), and `/metrics` for Prometheus with feature `metrics`,
+//! as the image for `examples/deploy/` is built:
 //!
 //! ```text
-//! cargo run --example periodic --features metrics -- --id instance-1 --health-port 8080
+//! cargo run --example periodic --features http,metrics -- --id instance-1 --health-port 8080
 //! curl localhost:8080/healthz        # ok
 //! curl localhost:8080/metrics        # leader_election_is_leader{...} 1
 //! ```
+//!
+//! A program with an HTTP server of its own mounts the same routes on it instead: see
+//! `examples/axum.rs` and `examples/actix_web.rs`.
 
 use std::time::Duration;
 
@@ -119,7 +122,8 @@ async fn runtime_from_flags() -> leader::Result<Runtime> {
     Ok(runtime)
 }
 
-/// Serves the health endpoint (and the metrics, with feature `metrics`) on every interface.
+/// Serves the health endpoint (and the metrics, with feature `metrics`) on every interface,
+/// until the runtime shuts down.
 #[cfg(feature = "http")]
 async fn serve_health(runtime: &Runtime, port: u16) -> leader::Result<()> {
     let addr = runtime.serve_http(([0, 0, 0, 0], port)).await?;
@@ -132,7 +136,7 @@ async fn serve_health(runtime: &Runtime, port: u16) -> leader::Result<()> {
 
 #[cfg(not(feature = "http"))]
 async fn serve_health(_: &Runtime, _: u16) -> leader::Result<()> {
-    usage("--health-port needs the health endpoint: build with `--features http` (or `metrics`)")
+    usage("--health-port needs the standalone server: build with `--features http` (and `metrics`)")
 }
 
 fn port(text: &str) -> u16 {

@@ -4,6 +4,13 @@
 //! `#[leader_only(lease = "...")]` on an `async fn` that takes a leadership token, and
 //! `#[leader_main]` in place of `#[tokio::main]`. The election runtime underneath is
 //! [`runtime`], usable on its own.
+//!
+//! Optional features, none by default, each forwarding to the runtime's feature of the same
+//! name: `metrics` (the elections' metrics in a `prometheus_client` registry), `axum` and
+//! `actix-web` (`/healthz`, `/readyz` and `/metrics` on the application's own server), `http` (a
+//! standalone server for them). See `runtime::Routes`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(hidden)]
 pub mod __private;

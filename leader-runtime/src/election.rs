@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::{DeadlineElapsed, Recorder};
@@ -532,6 +532,32 @@ impl Leadership {
     /// paused process, for example), which no lease scheme can prevent on its own.
     pub fn fencing_token(&self) -> i32 {
         self.fencing_token
+    }
+
+    /// Completes when this term ends (the token fires). Unlike `token().cancelled()`, it owns
+    /// what it waits on and borrows nothing, so it can go where a `'static` future is wanted:
+    /// kube's `Controller::graceful_shutdown_on`, `tokio::spawn`, a struct field. (With a
+    /// `CancellationToken` in hand, `token.clone().cancelled_owned()` is the same.)
+    ///
+    /// ```
+    /// # use leader_runtime::{Runtime, testing::InMemoryLeaseStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> leader_runtime::Result<()> {
+    /// # let runtime = Runtime::builder().store(InMemoryLeaseStore::new()).build().await?;
+    /// let election = runtime.election("controller")?;
+    /// election
+    ///     .lead(|leadership| async move {
+    ///         let stop = tokio::spawn(leadership.cancelled()); // a 'static future
+    ///         leadership.token().cancel(); // as if the term ended
+    ///         stop.await.unwrap();
+    ///     })
+    ///     .await?;
+    /// # runtime.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cancelled(&self) -> WaitForCancellationFutureOwned {
+        self.token.clone().cancelled_owned()
     }
 
     /// Whether this term is still going on.

@@ -224,7 +224,11 @@ pub enum Error {
 
     /// The health endpoint could not listen on its address (already in use, or not allowed).
     #[cfg(feature = "http")]
-    #[error("cannot serve the health endpoint on {addr}: {source}")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    #[error(
+        "cannot serve the health endpoint on {addr}: {source}; choose a free port (ports below \
+         1024 need privileges)"
+    )]
     Listen {
         /// The address it tried to listen on.
         addr: std::net::SocketAddr,

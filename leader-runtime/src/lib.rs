@@ -26,24 +26,39 @@
 //! - [`Leadership`]: what the work gets: a cancellation token that fires before any other replica
 //!   can take over, and a fencing token.
 //! - [`LeaseStatus`] and [`Election::health_check`]: what is going on, for logs and probes.
+//! - [`Runtime::liveness`] and [`Runtime::readiness`]: the verdicts of the probes as data, and
+//!   [`Routes`]: what `/healthz`, `/readyz` and `/metrics` answer, for any HTTP server.
 //! - [`testing`]: an in-memory store for testing leader-only code without a cluster.
 //! - [`metrics`]: counters of every election (terms won and lost, renew latency, failed requests),
 //!   always kept; [`Election::metrics`] reads them.
 //!
-//! Optional features:
-//! - `http`: `HttpServer` and `Runtime::serve_http`, a small HTTP endpoint with `/healthz`
-//!   (liveness, client-go's `HealthzAdaptor` semantics) and `/readyz` (readiness).
-//! - `metrics` (implies `http`): `metrics::render`, the Prometheus text format of the
-//!   elections' status and counters, also served at `/metrics`.
+//! Optional features (none by default):
+//! - `metrics`: `Runtime::register_metrics` puts the elections' status and counters in a
+//!   [`prometheus_client`](https://docs.rs/prometheus-client) registry, served at `/metrics`.
+//! - `axum`: `axum::router`, the [`Routes`] as an axum `Router` to merge into the application's.
+//! - `actix-web`: `actix_web::service`, the [`Routes`] as an actix-web service.
+//! - `http`: `HttpServer` and `Runtime::serve_http`, a standalone server of the [`Routes`] on
+//!   hyper, for programs without an HTTP server of their own.
 //!
 //! The record is read and written as client-go writes it (`holderIdentity`,
 //! `leaseDurationSeconds`, `acquireTime`, `renewTime`, `leaseTransitions`), so Go and Rust
 //! candidates can share a Lease.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+pub mod actix_web;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod config;
 mod election;
 mod elector;
 mod error;
+#[doc(hidden)]
+pub mod feature_hints;
+mod health;
 #[cfg(feature = "http")]
 mod http;
 mod identity;
@@ -51,6 +66,7 @@ pub mod metrics;
 mod names;
 mod record;
 mod report;
+mod routes;
 mod runtime;
 pub mod store;
 pub mod testing;
@@ -58,9 +74,11 @@ pub mod testing;
 pub use config::{ElectionConfig, JITTER_FACTOR};
 pub use election::{Election, Leadership, LeaseStatus};
 pub use error::{EVENT_RULE, Error, LEASE_RULE, RBAC_RULES, Result, Verb};
+pub use health::{DEFAULT_HEALTH_TOLERANCE, Verdict};
 #[cfg(feature = "http")]
-pub use http::{DEFAULT_HEALTH_TOLERANCE, HttpServer};
+pub use http::{DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT, HttpServer, MAX_HEAD};
 pub use names::{validate_label, validate_lease_name, validate_namespace};
+pub use routes::{Reply, Routes};
 pub use runtime::{
     ENV_IDENTITY, ENV_NAMESPACE, ENV_STANDALONE, Runtime, RuntimeBuilder, shutdown_signal,
 };

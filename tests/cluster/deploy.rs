@@ -4,7 +4,9 @@
 //! controller-manager to run it), all with strict field validation, so a misspelt field fails
 //! here as it would fail `kubectl apply`. Then the `election` example runs with a token of the
 //! manifests' ServiceAccount: with the Role as written it leads, renews and releases; with one
-//! verb removed from the Role, it shows what that verb is for and says so clearly.
+//! verb removed from the Role, it shows what that verb is for and says so clearly. And the
+//! `periodic` example, the image the Deployment runs, starts with the container's arguments and
+//! environment and answers the Deployment's probes on the port they name.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -124,6 +126,122 @@ async fn manifests_apply_and_grant_exactly_what_the_runtime_needs() {
         refusals.is_empty(),
         "refused with the full Role: {refusals:#?}"
     );
+}
+
+/// The container as the Deployment describes it, run as a process: its liveness and readiness
+/// probes get `200 ok` on the port and paths the manifest names, and `/metrics` shows the lease.
+#[tokio::test]
+async fn the_deployments_probes_answer_on_the_port_and_paths_it_names() {
+    let cluster = control_plane();
+    let admin = cluster.client(Identity::Admin).await;
+    let manifests = Manifests::load();
+    let installed = install(&cluster, &admin, &manifests, "probes").await;
+    let deployment: Deployment =
+        serde_json::from_value(manifests.deployment.clone()).expect("deployment.yaml");
+    let pod = deployment.spec.template.spec.expect("pod spec");
+    let [container] = pod.containers.as_slice() else {
+        panic!("one container: {:?}", pod.containers);
+    };
+
+    // The probes, the container port and `--health-port` all name one port.
+    let mut args = container.args.clone().unwrap_or_default();
+    let port_arg = args
+        .iter()
+        .position(|arg| arg == "--health-port")
+        .map(|at| at + 1);
+    let port_arg = port_arg.expect("--health-port in the container's args");
+    let port: i32 = args[port_arg].parse().expect("a port number");
+    let ports = container.ports.iter().flatten();
+    let declared: Vec<i32> = ports.map(|port| port.container_port).collect();
+    assert_eq!(declared, [port], "the container port is the health port");
+    let probes = [
+        ("liveness", container.liveness_probe.as_ref()),
+        ("readiness", container.readiness_probe.as_ref()),
+    ];
+    let mut paths = Vec::new();
+    for (kind, probe) in probes {
+        let http = probe.and_then(|probe| probe.http_get.as_ref());
+        let http = http.unwrap_or_else(|| panic!("an HTTP {kind} probe"));
+        assert_eq!(http.port, IntOrString::Int(port), "the {kind} probe's port");
+        paths.push(http.path.clone().expect("a probe path"));
+    }
+
+    // The container's process, on a free port of this machine instead: its arguments as
+    // written, its environment as the kubelet fills it in, the ServiceAccount's credentials.
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    args[port_arg] = free_port.to_string();
+    let mut command = Command::new(example_binary("periodic"));
+    command
+        .args(&args)
+        .env("KUBECONFIG", &installed.kubeconfig)
+        .env("RUST_LOG", "leader_runtime=warn")
+        .env("NO_COLOR", "1");
+    for var in container.env.iter().flatten() {
+        let field = var
+            .value_from
+            .as_ref()
+            .and_then(|from| from.field_ref.as_ref());
+        let value = match field.map(|field| field.field_path.as_str()) {
+            Some("metadata.name") => "periodic-7d9f8-probes".to_owned(),
+            Some("metadata.namespace") => installed.namespace.clone(),
+            other => panic!("an environment variable this test cannot fill in: {other:?}"),
+        };
+        command.env(&var.name, value);
+    }
+    let mut process = Process::start(command);
+    process
+        .wait_for(Stream::Out, &format!("leading {LEASE}"), 20 * SECOND)
+        .await;
+
+    let base = format!("http://127.0.0.1:{free_port}");
+    for path in &paths {
+        let (status, body) = http_get_until_ok(&format!("{base}{path}"), 10 * SECOND).await;
+        assert_eq!((status, body.as_str()), (200, "ok\n"), "GET {path}");
+    }
+    let (status, metrics) = http_get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200);
+    let leading = format!("leader_election_master_status{{name=\"{LEASE}\"}} 1\n");
+    assert!(metrics.contains(&leading), "{metrics}");
+
+    process.signal("TERM");
+    assert!(process.exited_successfully(15 * SECOND).await);
+    let refusals = process.matching(Stream::Err, "forbidden");
+    assert!(refusals.is_empty(), "refused: {refusals:#?}");
+}
+
+/// GETs `url` with hyper's client: the status and the body.
+async fn http_get(url: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<hyper::body::Bytes>>();
+    let uri: hyper::Uri = url.parse().expect("a URL");
+    let response = match client.get(uri).await {
+        Ok(response) => response,
+        Err(error) => return (0, format!("{error:?}")),
+    };
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.expect("the body");
+    (
+        status,
+        String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    )
+}
+
+/// GETs `url` until it answers 200 or `limit` has passed; the last answer.
+async fn http_get_until_ok(url: &str, limit: Duration) -> (u16, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let answer = http_get(url).await;
+        if answer.0 == 200 || Instant::now() >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(SECOND / 10).await;
+    }
 }
 
 /// What a candidate does when the Role lacks one verb, and what it prints.

@@ -1,9 +1,9 @@
 //! Counters of each election, always kept: terms won and lost, renew latency, failed requests.
 //!
 //! The elector records them where it logs the same events, with a few relaxed atomic operations
-//! and no allocation. [`Election::metrics`] reads them; with the `metrics` feature, `render`
-//! writes them (and every election's status) in the Prometheus text format, which the `/metrics`
-//! route of `HttpServer` serves.
+//! and no allocation. [`Election::metrics`] reads them; with the `metrics` feature,
+//! `Runtime::register_metrics` puts them (and every election's status) in a `prometheus_client`
+//! registry, which the `/metrics` route of [`Routes`](crate::Routes) serves.
 //!
 //! ```
 //! # use leader_runtime::{Runtime, testing::InMemoryLeaseStore, metrics::ErrorKind};
@@ -21,13 +21,11 @@
 //! ```
 
 #[cfg(feature = "metrics")]
-mod prometheus;
+mod collector;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-#[cfg(feature = "metrics")]
-pub use self::prometheus::{CONTENT_TYPE, render};
 use crate::{Election, Error};
 
 /// Upper bounds, in seconds, of the buckets of the renew latency histogram (Prometheus' default
