@@ -12,4 +12,5 @@ mod interop;
 mod kube_store;
 mod leadership;
 mod lease_api;
+mod node;
 mod support;
