@@ -1,22 +1,40 @@
 # One command runs every test: `make test`. It builds the local control plane (kube-apiserver and
-# etcd from the Go module proxy) on first use, starts it on 127.0.0.1 for the run, and stops it after.
+# etcd from the Go module proxy) and the test node (kubelet, containerd, ...) on first use, starts
+# both for the run in a network namespace of the run's own, and stops them after.
 
 CONTROL_PLANE_BIN = $$(tests/control-plane/build.sh)
+NODE_BIN = $$(tests/node/build.sh)
+# The node's images, from binaries built here (needs $$bin and $$node set): the pause program,
+# the client-go peer, and examples/periodic.rs as `cargo test --all-features` builds it.
+NODE_IMAGES = $$(python3 tests/node/images.py --out target/node/images pause="$$node/pause" \
+	peer="$$bin/peer" periodic=target/debug/examples/periodic)
 
 # The libraries enable no Kubernetes version of k8s-openapi (the application picks it); commands
 # that build them without their dev-dependencies (`cargo doc`, `cargo build`) use the control
 # plane's, as the dev-dependencies do.
 export K8S_OPENAPI_ENABLED_VERSION ?= 1.37
 
-.PHONY: test control-plane demo fault-campaign lint
+.PHONY: test control-plane node demo fault-campaign lint
 
-## Every test: unit, doc, trybuild UI and integration tests against a real control plane.
+## Every test: unit, doc, trybuild UI and integration tests against a real control plane, and the
+## node tests on a real node. Everything is compiled first: inside the run's network namespace
+## there is no network, so cargo runs offline there.
 test:
-	@bin=$(CONTROL_PLANE_BIN) && "$$bin/launcher" run -- cargo test --workspace --all-features --locked
+	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && kubectl=$$(tests/control-plane/kubectl.sh) && \
+		cargo test --workspace --all-features --locked --no-run && images=$(NODE_IMAGES) && \
+		KUBECTL=$$kubectl CARGO_NET_OFFLINE=true "$$bin/launcher" run --node "$$node" --images "$$images" \
+			-- cargo test --workspace --all-features --locked
 
 ## Start a control plane and keep it running; export what it prints to run tests by hand.
 control-plane:
 	@bin=$(CONTROL_PLANE_BIN) && "$$bin/launcher" serve
+
+## Start a control plane and a test node (as root) and keep them running until Ctrl+C; export
+## what it prints, and run commands inside the node's network namespace as it says.
+node:
+	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && \
+		cargo build --features metrics --example periodic --locked && images=$(NODE_IMAGES) && \
+		"$$bin/launcher" serve --node "$$node" --images "$$images"
 
 ## Three replicas of examples/periodic.rs on a local control plane: graceful and crash failover.
 demo:
