@@ -10,8 +10,8 @@ tar, the image config, manifest.json and repositories. The launcher imports them
 
 writes DIR/NAME.tar for each program, tagged leader-test/NAME:local with PROGRAM's file name as
 the entrypoint (`/periodic`), and DIR/images.json mapping each NAME to its image reference.
-Archives are reproducible (fixed times and owners): an unchanged program gives the same image
-and is not rewritten. Prints DIR.
+Archives are reproducible (fixed times and owners), and not rewritten while the program, its
+libraries and this script are unchanged. Prints DIR.
 """
 
 import argparse
@@ -91,14 +91,35 @@ def layer_tar(files):
     return buffer.getvalue()
 
 
+def inputs_digest(reference, program, libraries):
+    """A digest of everything an archive is made of: this script, the name, the files."""
+    digest = hashlib.sha256()
+    with open(__file__, "rb") as script:
+        digest.update(script.read())
+    digest.update(reference.encode())
+    for path, local in [("", program)] + libraries:
+        digest.update(f"\0{path}\0".encode())
+        with open(local, "rb") as data:
+            for chunk in iter(lambda: data.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
 def image_archive(name, program, out_dir):
-    """Writes out_dir/NAME.tar for `program`; returns the image reference."""
+    """Writes out_dir/NAME.tar for `program` unless it is up to date; returns the image
+    reference and whether it was written."""
     reference = f"{REPOSITORY}/{name}:{TAG}"
     archive = os.path.join(out_dir, f"{name}.tar")
+    libraries = shared_libraries(program)
+    inputs = inputs_digest(reference, program, libraries)
+    stamp = archive + ".inputs"  # the inputs of the archive there
+    if os.path.exists(archive) and os.path.exists(stamp):
+        with open(stamp) as previous:
+            if previous.read() == inputs:
+                return reference, False
     with tempfile.TemporaryDirectory() as workdir:
         entrypoint = "/" + os.path.basename(program)
-        files = [(entrypoint.lstrip("/"), stripped_copy(program, workdir))]
-        files += shared_libraries(program)
+        files = [(entrypoint.lstrip("/"), stripped_copy(program, workdir))] + libraries
         layer = layer_tar(files)
     layer_digest = hashlib.sha256(layer).hexdigest()
     config = json.dumps(
@@ -128,11 +149,6 @@ def image_archive(name, program, out_dir):
         ).encode(),
         "repositories": json.dumps({f"{REPOSITORY}/{name}": {TAG: layer_digest}}).encode(),
     }
-    stamp = archive + ".id"  # the config digest of the archive there, to skip rewriting it
-    if os.path.exists(archive) and os.path.exists(stamp):
-        with open(stamp) as previous:
-            if previous.read() == config_digest:
-                return reference, False
     partial = archive + ".partial"
     with tarfile.open(partial, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(dir_info(layer_digest))
@@ -142,7 +158,7 @@ def image_archive(name, program, out_dir):
             tar.addfile(info, io.BytesIO(data))
     os.replace(partial, archive)
     with open(stamp, "w") as out:
-        out.write(config_digest)
+        out.write(inputs)
     return reference, True
 
 
