@@ -83,23 +83,23 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
     // its log says so, and the others' logs name it as the leader.
     let holder = wait_for_holder(&leases, |_| true, 30 * SECOND).await;
     let leader = pod_of(&names, &holder);
-    let leader_log = wait_for_log(
+    // The two lines come from two tasks of the example, in either order.
+    wait_for_log(
         &node,
         &namespace,
         &leader,
-        "working (fencing token",
+        &[
+            &format!("{holder}: leading {LEASE}"),
+            "working (fencing token",
+        ],
         10 * SECOND,
-    );
-    assert!(
-        leader_log.contains(&format!("{holder}: leading {LEASE}")),
-        "the leader's log does not say it leads:\n{leader_log}"
     );
     for follower in names.iter().filter(|name| **name != leader) {
         let log = wait_for_log(
             &node,
             &namespace,
             follower,
-            &format!("new leader of {LEASE}: {holder}"),
+            &[&format!("new leader of {LEASE}: {holder}")],
             10 * SECOND,
         );
         assert!(!log.contains(": leading "), "{follower} leads too:\n{log}");
@@ -125,9 +125,10 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
         "{leader} exited with {terminated:?}"
     );
     let exited_after = exited_seen_at - deleted_at;
-    // terminationGracePeriodSeconds is 15 s; the release is all there is to do.
+    // Well within terminationGracePeriodSeconds (15 s): the release is all there is to do
+    // (usually done in 0.1 to 0.2 s; kubelet reports the exit a moment later).
     assert!(
-        exited_after < 5 * SECOND,
+        exited_after < 10 * SECOND,
         "{leader} took {exited_after:?} to exit"
     );
     let gap = taken_at - released_at;
@@ -136,7 +137,7 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
         &node,
         &namespace,
         &new_leader,
-        &format!("{new_holder}: leading {LEASE}"),
+        &[&format!("{new_holder}: leading {LEASE}")],
         5 * SECOND,
     );
     println!(
@@ -323,17 +324,23 @@ async fn wait_for_holder(
     }
 }
 
-/// `kubectl logs` of `pod`, once it contains `text` (polled for up to `limit`).
-fn wait_for_log(node: &Node, namespace: &str, pod: &str, text: &str, limit: Duration) -> String {
+/// `kubectl logs` of `pod`, once it contains every one of `texts` (polled for up to `limit`).
+fn wait_for_log(
+    node: &Node,
+    namespace: &str,
+    pod: &str,
+    texts: &[&str],
+    limit: Duration,
+) -> String {
     let deadline = Instant::now() + limit;
     loop {
         let log = node.kubectl(&["logs", "-n", namespace, pod]);
-        if log.contains(text) {
+        if texts.iter().all(|text| log.contains(text)) {
             return log;
         }
         assert!(
             Instant::now() < deadline,
-            "{pod}'s log lacks {text:?} after {limit:?}:\n{log}"
+            "{pod}'s log lacks one of {texts:?} after {limit:?}:\n{log}"
         );
         std::thread::sleep(SECOND / 2);
     }
