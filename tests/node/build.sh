@@ -75,8 +75,8 @@ fi
 kube_version=$(cd "$control_plane" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 containerd_version=$(go list -m -f '{{.Version}}' github.com/containerd/containerd/v2)
 say "building kubelet, kube-controller-manager, kube-scheduler $kube_version and containerd" \
-	"$containerd_version from the Go module proxy into $dest (first build: about 6 minutes on" \
-	"2 cores with the control plane's Go build cache warm; cached afterwards)"
+	"$containerd_version from the Go module proxy into $dest (first build: about 8 minutes on" \
+	"2 cores after the control plane's, whose Go build cache it shares; cached afterwards)"
 
 mkdir -p "$cache_root"
 tmp=$(mktemp -d "$cache_root/.tmp-$key.XXXXXX")
