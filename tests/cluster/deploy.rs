@@ -1,8 +1,8 @@
 //! The deployment manifests in `examples/deploy/` against the real API server.
 //!
-//! The RBAC objects are applied for real and the Deployment as a server-side dry run (there is no
-//! controller-manager to run it), all with strict field validation, so a misspelt field fails
-//! here as it would fail `kubectl apply`. Then the `election` example runs with a token of the
+//! The RBAC objects are applied for real and the Deployment as a server-side dry run (it runs on
+//! a real node in `node.rs`), all with strict field validation, so a misspelt field fails here as
+//! it would fail `kubectl apply`. Then the `election` example runs with a token of the
 //! manifests' ServiceAccount: with the Role as written it leads, renews and releases; with one
 //! verb removed from the Role, it shows what that verb is for and says so clearly.
 
