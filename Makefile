@@ -1,6 +1,6 @@
 # One command runs every test: `make test`. It builds the local control plane (kube-apiserver and
 # etcd from the Go module proxy) and the test node (kubelet, containerd, ...) on first use, starts
-# both for the run in a network namespace of the run's own, and stops them after.
+# the control plane for the tests and stops it after, then the same with a node for the node tests.
 
 CONTROL_PLANE_BIN = $$(tests/control-plane/build.sh)
 NODE_BIN = $$(tests/node/build.sh)
@@ -16,14 +16,20 @@ export K8S_OPENAPI_ENABLED_VERSION ?= 1.37
 
 .PHONY: test control-plane node demo fault-campaign lint
 
-## Every test: unit, doc, trybuild UI and integration tests against a real control plane, and the
-## node tests on a real node. Everything is compiled first: inside the run's network namespace
-## there is no network, so cargo runs offline there.
+## Every test: unit, doc, trybuild UI and integration tests against a real control plane, then
+## the node tests (tests/cluster/node.rs) against a control plane with a real node. The node tests
+## run on their own, so that the node's processes do not share the 2 cores with the timing-sensitive
+## tests; both runs happen even if the first fails (not if it is interrupted: status 128 + signal).
+## Everything is compiled first: inside the node's network namespace there is no network, so cargo
+## runs offline there.
 test:
 	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && kubectl=$$(tests/control-plane/kubectl.sh) && \
-		cargo test --workspace --all-features --locked --no-run && images=$(NODE_IMAGES) && \
-		KUBECTL=$$kubectl CARGO_NET_OFFLINE=true "$$bin/launcher" run --node "$$node" --images "$$images" \
-			-- cargo test --workspace --all-features --locked
+		cargo test --workspace --all-features --locked --no-run && images=$(NODE_IMAGES) && status=0 && \
+		{ "$$bin/launcher" run -- cargo test --workspace --all-features --locked -- --skip node:: || \
+			status=$$?; } && { [ $$status -lt 128 ] || exit $$status; } && \
+		{ KUBECTL=$$kubectl CARGO_NET_OFFLINE=true "$$bin/launcher" run --node "$$node" --images "$$images" \
+			-- cargo test --all-features --locked --test cluster node:: || status=$$?; } && \
+		exit $$status
 
 ## Start a control plane and keep it running; export what it prints to run tests by hand.
 control-plane:

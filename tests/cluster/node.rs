@@ -116,7 +116,7 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
     let (released_at, taken_at, new_holder) = handover(holders, &holder, 20 * SECOND).await;
     let new_leader = pod_of(&names, &new_holder);
     assert_ne!(new_leader, leader, "the deleted pod leads again");
-    let (exited_seen_at, terminated) = exits
+    let (exit_seen_at, terminated, deleted) = exits
         .await
         .expect("the pod watch")
         .unwrap_or_else(|| panic!("{leader} went away without a terminated container state"));
@@ -124,12 +124,15 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
         terminated.exit_code, 0,
         "{leader} exited with {terminated:?}"
     );
-    let exited_after = exited_seen_at - deleted_at;
-    // Well within terminationGracePeriodSeconds (15 s): the release is all there is to do
-    // (usually done in 0.1 to 0.2 s; kubelet reports the exit a moment later).
+    // When the container exited, on the node's clock (whole seconds), after the delete: well
+    // within terminationGracePeriodSeconds, so kubelet never needed SIGKILL. (When this test
+    // sees it depends on how soon kubelet reports it: seconds on a busy machine.)
+    let finished = terminated.finished_at.as_ref().expect("finishedAt");
+    let exited_after = finished.0.as_second() - deleted.requested;
     assert!(
-        exited_after < 10 * SECOND,
-        "{leader} took {exited_after:?} to exit"
+        exited_after <= deleted.grace - 5,
+        "{leader} exited {exited_after} s after the delete, its grace period being {} s",
+        deleted.grace
     );
     let gap = taken_at - released_at;
     assert!(gap < SECOND, "no leader for {gap:?} after the release");
@@ -143,11 +146,13 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
     println!(
         "kubectl delete pod {leader}: released {:.1?} after the delete, {new_leader} leads {:.1?} \
          after the release (as this test's watch saw the Lease); the old container exited with \
-         status 0 ({}), seen {:.1?} after the delete",
+         status 0 ({}) {exited_after} s after the delete (whole seconds; the grace period is {} s), \
+         kubelet reported it {:.1?} after the delete",
         released_at - deleted_at,
         gap,
         terminated.reason.as_deref().unwrap_or("no reason"),
-        exited_after,
+        deleted.grace,
+        exit_seen_at - deleted_at,
     );
 
     node.kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
@@ -395,16 +400,25 @@ async fn handover(
     (released_at, taken_at, holder)
 }
 
-/// Watches pod `name` until its container is terminated or the pod is gone; resolves to the
-/// terminated state and when it was seen (`None` if the pod went without one).
+/// When a pod's deletion was requested and its grace period, in whole seconds on the API
+/// server's clock.
+struct Deletion {
+    /// Unix time of the request (`deletionTimestamp` minus the grace period).
+    requested: i64,
+    grace: i64,
+}
+
+/// Watches pod `name` until its container is terminated or the pod is gone; resolves to when
+/// the terminated state was seen, the state and the deletion (`None` if the pod went without
+/// one).
 fn watch_exit(
     pods: Api<Pod>,
     name: &str,
-) -> tokio::task::JoinHandle<Option<(Instant, ContainerStateTerminated)>> {
+) -> tokio::task::JoinHandle<Option<(Instant, ContainerStateTerminated, Deletion)>> {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     tokio::spawn(async move {
         let mut events = watcher::watcher(pods, config).boxed();
-        let deadline = tokio::time::Instant::now() + 30 * SECOND;
+        let deadline = tokio::time::Instant::now() + 60 * SECOND;
         loop {
             let event = tokio::time::timeout_at(deadline, events.try_next()).await;
             let Ok(Ok(Some(event))) = event else {
@@ -420,8 +434,14 @@ fn watch_exit(
                 .and_then(|status| status.container_statuses)
                 .and_then(|statuses| statuses.into_iter().next())
                 .and_then(|status| status.state?.terminated);
-            if let Some(terminated) = terminated {
-                return Some((Instant::now(), terminated));
+            let metadata = pod.metadata;
+            if let (Some(terminated), Some(at), Some(grace)) = (
+                terminated,
+                metadata.deletion_timestamp,
+                metadata.deletion_grace_period_seconds,
+            ) {
+                let requested = at.0.as_second() - grace;
+                return Some((Instant::now(), terminated, Deletion { requested, grace }));
             }
             if gone {
                 return None;
