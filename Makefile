@@ -1,21 +1,26 @@
 # One command runs every test: `make test`. It builds the local control plane (kube-apiserver and
-# etcd from the Go module proxy) on first use, starts it on 127.0.0.1 for the run, and stops it after.
+# etcd from the Go module proxy) and the test node (kubelet, containerd, ...) on first use, starts
+# the control plane for the tests and stops it after, then the same with a node for the node tests.
 
 CONTROL_PLANE_BIN = $$(tests/control-plane/build.sh)
+NODE_BIN = $$(tests/node/build.sh)
+# The node's images, from binaries built here (needs $$bin and $$node set): the pause program,
+# the client-go peer, and examples/periodic.rs as `cargo test --all-features` builds it.
+NODE_IMAGES = $$(python3 tests/node/images.py --out target/node/images pause="$$node/pause" \
+	peer="$$bin/peer" periodic=target/debug/examples/periodic)
 
 # The libraries enable no Kubernetes version of k8s-openapi (the application picks it); commands
 # that build them without their dev-dependencies (`cargo doc`, `cargo build`) use the control
 # plane's, as the dev-dependencies do.
 export K8S_OPENAPI_ENABLED_VERSION ?= 1.37
 
-.PHONY: test consumers control-plane demo fault-campaign lint
+.PHONY: test consumers control-plane node demo fault-campaign lint
 
-## Every test: unit, doc, trybuild UI and integration tests against a real control plane; the
-## attribute tests once more on one thread (they must not depend on each other); the consumer crate.
+## Every test: unit, doc, trybuild UI and integration tests against a real control plane, the
+## attribute tests once more on one thread, the consumer crate, then the node tests against a
+## control plane with a real node. tests/test.sh says how, step by step.
 test:
-	@bin=$(CONTROL_PLANE_BIN) && "$$bin/launcher" run -- cargo test --workspace --all-features --locked
-	cargo test --all-features --locked --test attributes -- --test-threads=1
-	@$(MAKE) --no-print-directory consumers
+	@tests/test.sh
 
 ## tests/consumers/operator, a crate outside the workspace that uses `leader` as an application
 ## does, built and tested with the oldest and the newest Kubernetes version k8s-openapi offers.
@@ -31,6 +36,13 @@ consumers:
 ## Start a control plane and keep it running; export what it prints to run tests by hand.
 control-plane:
 	@bin=$(CONTROL_PLANE_BIN) && "$$bin/launcher" serve
+
+## Start a control plane and a test node (as root) and keep them running until Ctrl+C; export
+## what it prints, and run commands inside the node's network namespace as it says.
+node:
+	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && \
+		cargo build --features http,metrics --example periodic --locked && images=$(NODE_IMAGES) && \
+		"$$bin/launcher" serve --node "$$node" --images "$$images"
 
 ## Three replicas of examples/periodic.rs on a local control plane: graceful and crash failover.
 demo:

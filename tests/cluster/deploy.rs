@@ -1,8 +1,8 @@
 //! The deployment manifests in `examples/deploy/` against the real API server.
 //!
-//! The RBAC objects are applied for real and the Deployment as a server-side dry run (there is no
-//! controller-manager to run it), all with strict field validation, so a misspelt field fails
-//! here as it would fail `kubectl apply`. Then the `election` example runs with a token of the
+//! The RBAC objects are applied for real and the Deployment as a server-side dry run (it runs on
+//! a real node in `node.rs`), all with strict field validation, so a misspelt field fails here as
+//! it would fail `kubectl apply`. Then the `election` example runs with a token of the
 //! manifests' ServiceAccount: with the Role as written it leads, renews and releases; with one
 //! verb removed from the Role, it shows what that verb is for and says so clearly. And the
 //! `periodic` example, the image the Deployment runs, starts with the container's arguments and
@@ -28,7 +28,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::serde::de::DeserializeOwned;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use leader::runtime::{ElectionConfig, LEASE_RULE};
+use leader::runtime::metrics::ErrorKind;
+use leader::runtime::{
+    DEFAULT_HEALTH_TOLERANCE, EVENT_RULE, ElectionConfig, LEASE_RULE, RBAC_RULES, Runtime,
+};
 use serde_json::Value;
 
 use crate::support::{ControlPlane, FAST_TIMINGS, Identity, control_plane};
@@ -79,21 +82,19 @@ async fn manifests_apply_and_grant_exactly_what_the_runtime_needs() {
         other => panic!("a misspelt field was accepted: {other:?}"),
     }
 
-    // The authorizer grants the ServiceAccount the runtime's verbs on leases and nothing else.
+    // The authorizer grants the ServiceAccount the runtime's verbs on leases and nothing else,
+    // and on events what kube's events recorder needs (events.k8s.io, not the core group).
     wait_for_lease_grants(&admin, &installed.user, namespace, &RUNTIME_VERBS).await;
-    for (group, resource) in [("", "events"), ("events.k8s.io", "events")] {
-        let allowed = allowed(
-            &admin,
-            &installed.user,
-            namespace,
-            group,
-            resource,
-            "create",
-        )
-        .await;
-        assert!(
-            !allowed,
-            "the Role must not grant creating {resource} in `{group}`"
+    for (group, verb, expected) in [
+        ("events.k8s.io", "create", true),
+        ("events.k8s.io", "patch", true),
+        ("events.k8s.io", "delete", false),
+        ("", "create", false),
+    ] {
+        let allowed = allowed(&admin, &installed.user, namespace, group, "events", verb).await;
+        assert_eq!(
+            allowed, expected,
+            "the Role must grant {verb} on events in `{group}`: {expected}"
         );
     }
 
@@ -361,6 +362,102 @@ async fn missing_verb(verb: &'static str, installed: Installed, admin: Client) -
     format!("{outcome} ({} refusals logged)", refusals.len())
 }
 
+/// Without the event rule, a candidate leads and renews as usual, and says once that it records
+/// no events.
+#[tokio::test]
+async fn a_role_without_the_event_rule_warns_once_and_the_election_goes_on() {
+    let cluster = control_plane();
+    let admin = cluster.client(Identity::Admin).await;
+    let manifests = Manifests::load().without_events();
+    let installed = install(&cluster, &admin, &manifests, "no-events").await;
+    wait_for_lease_grants(
+        &admin,
+        &installed.user,
+        &installed.namespace,
+        &RUNTIME_VERBS,
+    )
+    .await;
+    let leases: Api<Lease> = Api::namespaced(admin, &installed.namespace);
+    let mut candidate = Process::start_candidate(&installed);
+    let leading = format!("{CANDIDATE}: leading {LEASE}");
+    candidate.wait_for(Stream::Out, &leading, 20 * SECOND).await;
+    let refusal = format!(
+        "may not record events in namespace `{}`",
+        installed.namespace
+    );
+    candidate.wait_for(Stream::Err, &refusal, 10 * SECOND).await;
+    let first = leases.get(LEASE).await.expect("reading the lease");
+    tokio::time::sleep(3 * SECOND).await;
+    let renewed = leases.get(LEASE).await.expect("reading the lease");
+    assert!(renew_time(&renewed) > renew_time(&first), "renews go on");
+    candidate.signal("TERM");
+    let released = format!("{CANDIDATE}: released");
+    candidate
+        .wait_for(Stream::Out, &released, 10 * SECOND)
+        .await;
+    assert!(candidate.exited_successfully(10 * SECOND).await);
+    let refusals = candidate.matching(Stream::Err, "forbidden");
+    assert_eq!(
+        refusals.len(),
+        1,
+        "one warning, for the events: {refusals:#?}"
+    );
+    assert!(refusals[0].contains(EVENT_RULE) && refusals[0].contains("events(false)"));
+}
+
+/// Without `list` or `watch`, the runtime follows its lease by polling; its status, health check
+/// and metrics say why, naming the verb and the rule, as they do for the other verbs.
+#[tokio::test]
+async fn a_refused_list_or_watch_shows_in_status_health_and_metrics() {
+    let cluster = control_plane();
+    let admin = cluster.client(Identity::Admin).await;
+    for verb in ["list", "watch"] {
+        let manifests = Manifests::load().without_verb(verb);
+        let installed = install(&cluster, &admin, &manifests, &format!("no-{verb}")).await;
+        let mut granted = RUNTIME_VERBS.to_vec();
+        granted.retain(|v| *v != verb);
+        wait_for_lease_grants(&admin, &installed.user, &installed.namespace, &granted).await;
+        let runtime = Runtime::builder()
+            .client(crate::support::client_from_kubeconfig(&installed.kubeconfig).await)
+            .namespace(&installed.namespace)
+            .identity(CANDIDATE)
+            .build()
+            .await
+            .expect("building the runtime");
+        let election = runtime.election(LEASE).expect("a valid lease");
+        let work = {
+            let election = election.clone();
+            tokio::spawn(async move { election.lead(|_| async {}).await })
+        };
+        let mut status = election.status();
+        let watched = status.wait_for(|status| status.watch_error.is_some());
+        let status = tokio::time::timeout(20 * SECOND, watched)
+            .await
+            .unwrap_or_else(|_| panic!("without `{verb}`: no watch error within 20 s"))
+            .expect("the election lives")
+            .clone();
+        let refusal = refusal_text(&installed.user, verb, &installed.namespace);
+        let watch_error = status.watch_error.clone().unwrap_or_default();
+        assert!(
+            watch_error.contains(&refusal) && watch_error.contains(LEASE_RULE),
+            "{watch_error}"
+        );
+        assert!(status.permission_denied, "{status:?}");
+        let live = runtime.liveness(DEFAULT_HEALTH_TOLERANCE);
+        assert!(
+            !live.is_healthy() && live.to_string().contains(&refusal),
+            "{live}"
+        );
+        let ready = runtime.readiness();
+        assert!(ready.to_string().contains(&refusal), "{ready}");
+        assert!(election.metrics().errors(ErrorKind::Forbidden) >= 1);
+        // Polling instead, it still leads.
+        let led = work.await.expect("the work ran");
+        assert!(led.is_ok(), "without `{verb}` it leads by polling: {led:?}");
+        runtime.shutdown().await;
+    }
+}
+
 /// The runtime's message when the API server refuses `verb` to `user`.
 fn refusal_text(user: &str, verb: &str, namespace: &str) -> String {
     format!("`{user}` may not {verb} leases.coordination.k8s.io in namespace `{namespace}`")
@@ -437,13 +534,16 @@ impl Manifests {
             .expect("every object has metadata.name")
     }
 
-    /// A copy whose Role lacks `verb`.
+    /// A copy whose Role lacks `verb` on leases.
     fn without_verb(&self, verb: &str) -> Self {
         let mut copy = self.clone();
         let rules = copy.role["rules"]
             .as_array_mut()
             .expect("the Role has rules");
-        for rule in rules {
+        for rule in rules
+            .iter_mut()
+            .filter(|rule| rule["resources"][0] == "leases")
+        {
             if let Some(verbs) = rule["verbs"].as_array_mut() {
                 verbs.retain(|v| v.as_str() != Some(verb));
             }
@@ -451,13 +551,28 @@ impl Manifests {
         copy
     }
 
-    /// The Role is exactly the rule the runtime's refusals recommend, bound to the
+    /// A copy whose Role has no rule for events.
+    fn without_events(&self) -> Self {
+        let mut copy = self.clone();
+        let rules = copy.role["rules"]
+            .as_array_mut()
+            .expect("the Role has rules");
+        rules.retain(|rule| rule["resources"][0] != "events");
+        copy
+    }
+
+    /// The Role is exactly the rules the runtime's refusals recommend, bound to the
     /// ServiceAccount in the RoleBinding's own namespace.
     fn check_rbac_consistency(&self) {
         let role: Role = serde_json::from_value(self.role.clone()).expect("role.yaml is a Role");
-        let recommended: PolicyRule = serde_saphyr::from_str(&format!("{{{LEASE_RULE}}}"))
-            .expect("LEASE_RULE is a YAML flow mapping");
-        assert_eq!(role.rules, Some(vec![recommended]));
+        let recommended: Vec<PolicyRule> = RBAC_RULES
+            .iter()
+            .map(|rule| {
+                serde_saphyr::from_str(&format!("{{{rule}}}"))
+                    .expect("each rule is a YAML flow mapping")
+            })
+            .collect();
+        assert_eq!(role.rules, Some(recommended));
         let binding: RoleBinding =
             serde_json::from_value(self.role_binding.clone()).expect("a RoleBinding");
         let role_ref = RoleRef {

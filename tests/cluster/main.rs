@@ -13,4 +13,5 @@ mod interop;
 mod kube_store;
 mod leadership;
 mod lease_api;
+mod node;
 mod support;

@@ -101,7 +101,7 @@ pub(crate) fn lease(name: &str, holder: &str) -> Lease {
     }
 }
 
-async fn client_from_kubeconfig(path: &Path) -> Client {
+pub(crate) async fn client_from_kubeconfig(path: &Path) -> Client {
     let kubeconfig = Kubeconfig::read_from(path)
         .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -442,4 +442,129 @@ impl Candidate {
             .expect("checking on a candidate")
             .map(|status| status.success())
     }
+}
+
+// ----- the test node -----
+
+const NODE_HOW_TO_FIX: &str = "The node tests need a real node next to the control plane \
+(kubelet, containerd, kube-controller-manager and kube-scheduler, started by \
+`tests/control-plane/launcher --node`, as root). Run them with `make test`, which builds the node \
+and its images (minutes, the first time) and starts it; or start one by hand with `make node` and \
+run `cargo test --test cluster` inside its network namespace, as `make node` prints.";
+
+/// The test node of this run: a kubelet and containerd next to the control plane, in a network
+/// namespace of the run's own, where the tests run too. Described by the launcher's `node.json`.
+/// The admin's kubeconfig is the control plane's (`ControlPlane::kubeconfig(Identity::Admin)`).
+pub(crate) struct Node {
+    info: serde_json::Value,
+    admin_kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    /// The test node of this run; panics with instructions when there is none.
+    pub(crate) fn node(&self) -> Node {
+        let path = self.state_dir.join("node.json");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            panic!(
+                "{STATE_DIR_VAR} points at a control plane without a node (no {}). \
+                 {NODE_HOW_TO_FIX}",
+                path.display()
+            );
+        };
+        let info = serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("parsing {}: {error}", path.display()));
+        Node {
+            info,
+            admin_kubeconfig: self.kubeconfig(Identity::Admin),
+        }
+    }
+}
+
+impl Node {
+    fn field(&self, key: &str) -> &serde_json::Value {
+        let value = &self.info[key];
+        assert!(!value.is_null(), "node.json has no `{key}`");
+        value
+    }
+
+    /// The node's name (its address: kubelet runs with `--hostname-override` set to it).
+    pub(crate) fn name(&self) -> &str {
+        self.field("node_name").as_str().expect("a string")
+    }
+
+    /// The address the API server listens on for pods; pods need it in
+    /// `KUBERNETES_SERVICE_HOST`, since the node runs no kube-proxy for the `kubernetes` Service.
+    pub(crate) fn api_server_host(&self) -> &str {
+        self.field("api_server_host").as_str().expect("a string")
+    }
+
+    /// The API server's port, for `KUBERNETES_SERVICE_PORT`.
+    pub(crate) fn api_server_port(&self) -> u16 {
+        let port = self.field("api_server_port").as_u64().expect("a number");
+        port.try_into().expect("a port")
+    }
+
+    /// The reference of an image imported into the node (`pause`, `periodic`, `peer`); pods use
+    /// it with `imagePullPolicy: Never`.
+    pub(crate) fn image(&self, name: &str) -> String {
+        let images = self.field("images");
+        let Some(reference) = images[name].as_str() else {
+            panic!("the node has no image `{name}`; it has {images}");
+        };
+        reference.to_owned()
+    }
+
+    /// Runs kubectl as the admin with `args`, feeding it `stdin`; see [`kubectl`].
+    pub(crate) fn kubectl_with_input(&self, args: &[&str], stdin: &str) -> String {
+        kubectl(&self.admin_kubeconfig, args, stdin)
+    }
+
+    /// [`Node::kubectl_with_input`] with nothing on standard input.
+    pub(crate) fn kubectl(&self, args: &[&str]) -> String {
+        self.kubectl_with_input(args, "")
+    }
+}
+
+impl ControlPlane {
+    /// Runs kubectl as `identity` with `args`; see [`kubectl`].
+    pub(crate) fn kubectl(&self, identity: Identity, args: &[&str]) -> String {
+        kubectl(&self.kubeconfig(identity), args, "")
+    }
+}
+
+/// Runs kubectl with `kubeconfig` and `args`, feeding it `stdin`; returns its standard output and
+/// panics with its standard error if it fails. The kubectl is `$KUBECTL` (`make test` sets it to
+/// the one `tests/control-plane/kubectl.sh` installs), else `kubectl` on `PATH`.
+pub(crate) fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let program = std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into());
+    let mut child = std::process::Command::new(&program)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!(
+                "running {}: {error}. Set KUBECTL to a kubectl (`tests/control-plane/kubectl.sh` \
+                 installs one and prints its path; `make test` does that)",
+                Path::new(&program).display()
+            )
+        });
+    let mut input = child.stdin.take().expect("piped stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .expect("writing to kubectl");
+    drop(input);
+    let output = child.wait_with_output().expect("waiting for kubectl");
+    assert!(
+        output.status.success(),
+        "kubectl {} failed ({}): {}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    String::from_utf8(output.stdout).expect("kubectl prints UTF-8")
 }

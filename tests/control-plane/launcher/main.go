@@ -4,8 +4,8 @@
 //
 // Usage:
 //
-//	launcher run [--bin-dir DIR] -- CMD [ARGS...]
-//	launcher serve [--bin-dir DIR] [--stop-on-stdin-eof]
+//	launcher run [--bin-dir DIR] [--node DIR --images DIR] -- CMD [ARGS...]
+//	launcher serve [--bin-dir DIR] [--node DIR --images DIR] [--stop-on-stdin-eof]
 //
 // "run" starts the control plane, runs CMD with LEADER_TEST_CONTROL_PLANE set
 // to the state directory (control-plane.json, kubeconfigs, certificates, logs),
@@ -29,6 +29,13 @@
 //
 // --bin-dir names the directory holding the etcd and kube-apiserver
 // executables; it defaults to the launcher's own directory.
+//
+// --node also runs a test node (kubelet, containerd, kube-controller-manager
+// and kube-scheduler) in a network namespace of its own, with the control
+// plane and CMD in the same namespace; see node.go. --node names the
+// directory tests/node/build.sh prints, --images the one
+// tests/node/images.py prints. The node is described in node.json in the
+// state directory.
 //
 // etcd and kube-apiserver get a parent-death signal, so they die with the
 // launcher even if it is killed with SIGKILL; the next launcher removes state
@@ -85,7 +92,8 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: launcher run [--bin-dir DIR] -- CMD [ARGS...]\n       launcher serve [--bin-dir DIR] [--stop-on-stdin-eof]")
+	fmt.Fprintln(os.Stderr, "usage: launcher run [--bin-dir DIR] [--node DIR --images DIR] -- CMD [ARGS...]\n"+
+		"       launcher serve [--bin-dir DIR] [--node DIR --images DIR] [--stop-on-stdin-eof]")
 }
 
 // launch parses the command line, runs the control plane and returns the
@@ -98,6 +106,8 @@ func launch(args []string) int {
 	mode := args[0]
 	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
 	binDir := fs.String("bin-dir", defaultBinDir(), "directory holding the etcd and kube-apiserver executables")
+	nodeDir := fs.String("node", "", "also run a test node from this directory (tests/node/build.sh prints it)")
+	imagesDir := fs.String("images", "", "with --node: the images to import (tests/node/images.py prints the directory)")
 	var stopOnEOF *bool
 	if mode == "serve" {
 		stopOnEOF = fs.Bool("stop-on-stdin-eof", false, "also stop when standard input reaches end of file")
@@ -118,6 +128,14 @@ func launch(args []string) int {
 			return 127
 		}
 	}
+	if *nodeDir != "" {
+		// Returns once the launcher runs again inside the node's network
+		// namespace.
+		if err := enterNodeNetns(); err != nil {
+			logf("%v", err)
+			return 1
+		}
+	}
 
 	// Catch signals before anything exists, so that no interruption can
 	// leave processes or files behind.
@@ -127,29 +145,47 @@ func launch(args []string) int {
 	restarts := make(chan os.Signal, 16)
 	signal.Notify(restarts, syscall.SIGUSR1, syscall.SIGUSR2)
 
-	cp, err := newControlPlane(*binDir, sigs, restarts)
+	var n *node
+	if *nodeDir != "" {
+		var err error
+		if n, err = newNode(*nodeDir, *imagesDir); err != nil {
+			logf("%v", err)
+			deleteNetns(os.Getenv(netnsEnv))
+			return 1
+		}
+	}
+	cp, err := newControlPlane(*binDir, n, sigs, restarts)
 	if err != nil {
 		logf("%v", err)
+		if n != nil {
+			n.cleanUp()
+		}
 		return 1
 	}
-	defer cp.stop()
+	// Teardown that leaves something behind fails a run that passed.
+	stop := func(code int) int {
+		if !cp.stop() && code == 0 {
+			code = 1
+		}
+		return code
+	}
 	if err := cp.start(); err != nil {
 		var intr interrupted
 		if errors.As(err, &intr) {
 			logf("received %v during startup, stopping", intr.sig)
-			return 128 + int(intr.sig.(syscall.Signal))
+			return stop(128 + int(intr.sig.(syscall.Signal)))
 		}
 		logf("%v", err)
-		return 1
+		return stop(1)
 	}
 	if mode == "run" {
-		return cp.run(command)
+		return stop(cp.run(command))
 	}
 	var stdinClosed <-chan struct{}
 	if *stopOnEOF {
 		stdinClosed = closedOnEOF(os.Stdin)
 	}
-	return cp.serve(stdinClosed)
+	return stop(cp.serve(stdinClosed))
 }
 
 // closedOnEOF returns a channel that is closed once r reaches end of file (or
@@ -192,6 +228,11 @@ type server struct {
 // startServer starts bin in its own process group with output going to
 // logPath. It must be called from the main goroutine (see main).
 func startServer(name, bin, logPath string, args ...string) (*server, error) {
+	return startServerEnv(name, bin, logPath, nil, args...)
+}
+
+// startServerEnv is startServer with env added to the launcher's environment.
+func startServerEnv(name, bin, logPath string, env []string, args ...string) (*server, error) {
 	// Append: a restarted server keeps the log of its predecessor.
 	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -200,6 +241,9 @@ func startServer(name, bin, logPath string, args ...string) (*server, error) {
 	defer logFile.Close() // the child keeps its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	// Own process group: a terminal's Ctrl+C reaches only the launcher and
 	// the test command, and the launcher decides the shutdown order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
@@ -266,12 +310,17 @@ type controlPlane struct {
 	apiPort                 int
 	adminToken, unprivToken string
 	caPool                  *x509.CertPool
+	ca                      *x509.Certificate
 	etcd, apiserver         *server
+	client                  *http.Client
+	node                    *node // nil without --node
 }
 
 // newControlPlane checks the binaries, removes stale state directories and
-// creates a new one.
-func newControlPlane(binDir string, sigs, restarts <-chan os.Signal) (*controlPlane, error) {
+// creates a new one. With a node, the state directory is under
+// leader-test-node instead of leader-control-plane: launchers without node
+// support remove stale directories there without unmounting anything first.
+func newControlPlane(binDir string, n *node, sigs, restarts <-chan os.Signal) (*controlPlane, error) {
 	binDir, err := filepath.Abs(binDir)
 	if err != nil {
 		return nil, err
@@ -281,20 +330,30 @@ func newControlPlane(binDir string, sigs, restarts <-chan os.Signal) (*controlPl
 		restarts:     restarts,
 		etcdBin:      filepath.Join(binDir, "etcd"),
 		apiserverBin: filepath.Join(binDir, "kube-apiserver"),
+		node:         n,
+	}
+	if n != nil {
+		n.cp = cp
 	}
 	for _, bin := range []string{cp.etcdBin, cp.apiserverBin} {
 		if info, err := os.Stat(bin); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
 			return nil, fmt.Errorf("no executable %s (set --bin-dir)", bin)
 		}
 	}
-	parent, err := filepath.Abs(filepath.Join(os.TempDir(), "leader-control-plane"))
+	parentName := "leader-control-plane"
+	if n != nil {
+		parentName = "leader-test-node" // reaped by reapStaleNodes
+	}
+	parent, err := filepath.Abs(filepath.Join(os.TempDir(), parentName))
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
-	reapStale(parent)
+	if n == nil {
+		reapStale(parent)
+	}
 	if cp.state, err = os.MkdirTemp(parent, "run-*"); err != nil {
 		return nil, err
 	}
@@ -356,6 +415,9 @@ func (cp *controlPlane) start() error {
 	}
 	logf("ready in %.1fs: kube-apiserver %s, etcd %s (state %s)",
 		time.Since(began).Seconds(), cp.serverURL(), cp.etcdURL(), cp.state)
+	if cp.node != nil {
+		return cp.node.start()
+	}
 	return nil
 }
 
@@ -383,22 +445,37 @@ func (cp *controlPlane) startEtcd() error {
 // startAPIServer starts kube-apiserver on the control plane's port and waits
 // until it is ready.
 func (cp *controlPlane) startAPIServer() error {
+	bind, advertise, authorization := "127.0.0.1", "127.0.0.1", "RBAC"
+	var nodeArgs []string
+	if cp.node != nil {
+		// Also on the node's address, for kubelet and the pods; the Node
+		// authorizer for kubelet's own identity; a client certificate for
+		// kubelet's API (logs, exec).
+		bind, advertise, authorization = "0.0.0.0", nodeIP, "Node,RBAC"
+		nodeArgs = []string{
+			"--kubelet-client-certificate=" + cp.path("apiserver-kubelet-client.crt"),
+			"--kubelet-client-key=" + cp.path("apiserver-kubelet-client.key"),
+			"--kubelet-preferred-address-types=InternalIP",
+		}
+	}
 	var err error
 	cp.apiserver, err = startServer("kube-apiserver", cp.apiserverBin, cp.path("kube-apiserver.log"),
-		"--etcd-servers="+cp.etcdURL(),
-		"--cert-dir="+cp.path("certs"),
-		"--tls-cert-file="+cp.path("apiserver.crt"),
-		"--tls-private-key-file="+cp.path("apiserver.key"),
-		"--secure-port="+strconv.Itoa(cp.apiPort),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		"--service-cluster-ip-range=10.0.0.0/24",
-		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file="+cp.path("sa.pub"),
-		"--service-account-signing-key-file="+cp.path("sa.key"),
-		"--authorization-mode=RBAC",
-		"--token-auth-file="+cp.path("tokens.csv"),
-		"--endpoint-reconciler-type=none")
+		append([]string{
+			"--etcd-servers=" + cp.etcdURL(),
+			"--cert-dir=" + cp.path("certs"),
+			"--tls-cert-file=" + cp.path("apiserver.crt"),
+			"--tls-private-key-file=" + cp.path("apiserver.key"),
+			"--secure-port=" + strconv.Itoa(cp.apiPort),
+			"--bind-address=" + bind,
+			"--advertise-address=" + advertise,
+			"--service-cluster-ip-range=10.0.0.0/24",
+			"--service-account-issuer=https://kubernetes.default.svc",
+			"--service-account-key-file=" + cp.path("sa.pub"),
+			"--service-account-signing-key-file=" + cp.path("sa.key"),
+			"--authorization-mode=" + authorization,
+			"--token-auth-file=" + cp.path("tokens.csv"),
+			"--endpoint-reconciler-type=none",
+		}, nodeArgs...)...)
 	if err != nil {
 		return err
 	}
@@ -453,7 +530,7 @@ func (cp *controlPlane) restart(request os.Signal) error {
 func (cp *controlPlane) waitFor(s *server, timeout time.Duration, ready func() bool) error {
 	deadline := time.Now().Add(timeout)
 	for !ready() {
-		for _, other := range []*server{cp.etcd, cp.apiserver} {
+		for _, other := range cp.servers() {
 			if other != nil && other.exited() {
 				other.printLogTail()
 				return fmt.Errorf("%s exited during startup: %v", other.name, other.err)
@@ -470,6 +547,41 @@ func (cp *controlPlane) waitFor(s *server, timeout time.Duration, ready func() b
 		}
 	}
 	return nil
+}
+
+// nodeExits delivers each node process that exits (none without a node).
+// Read it only while the node is meant to run.
+func (cp *controlPlane) nodeExits() <-chan *server {
+	exits := make(chan *server)
+	if cp.node != nil {
+		for _, s := range cp.node.servers() {
+			go func() {
+				<-s.done
+				exits <- s
+			}()
+		}
+	}
+	return exits
+}
+
+// servers are every process the launcher started, the node's included.
+func (cp *controlPlane) servers() []*server {
+	all := []*server{cp.etcd, cp.apiserver}
+	if cp.node != nil {
+		all = append(all, cp.node.servers()...)
+	}
+	return all
+}
+
+// apiClient is an HTTPS client for the API server that trusts only our CA.
+func (cp *controlPlane) apiClient() *http.Client {
+	if cp.client == nil {
+		cp.client = &http.Client{
+			Timeout:   10 * time.Second,
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cp.caPool}},
+		}
+	}
+	return cp.client
 }
 
 func (cp *controlPlane) etcdHealthy() bool {
@@ -509,13 +621,32 @@ func (cp *controlPlane) apiserverReady() func() bool {
 	}
 }
 
-// stop shuts down kube-apiserver, then etcd, and removes the state directory.
-func (cp *controlPlane) stop() {
+// stop shuts down the node's workloads and processes, kube-apiserver, then
+// etcd, cleans up after the node and removes the state directory. It reports
+// whether nothing was left behind.
+func (cp *controlPlane) stop() bool {
+	began := time.Now()
+	if cp.node != nil {
+		cp.node.stopWorkloads()
+	}
 	cp.apiserver.stop()
 	cp.etcd.stop()
-	if err := os.RemoveAll(cp.state); err != nil {
-		logf("removing %s: %v", cp.state, err)
+	var left []string
+	if cp.node != nil {
+		left = cp.node.cleanUp()
 	}
+	if hasMounts(cp.state) {
+		left = append(left, "the state directory "+cp.state+" (mounts remain under it)")
+	} else if err := os.RemoveAll(cp.state); err != nil {
+		left = append(left, fmt.Sprintf("the state directory %s (%v)", cp.state, err))
+	}
+	for _, what := range left {
+		logf("error: teardown left %s behind", what)
+	}
+	if cp.node != nil {
+		logf("node: teardown took %.1fs", time.Since(began).Seconds())
+	}
+	return len(left) == 0
 }
 
 // run runs command against the ready control plane and returns its exit code.
@@ -536,6 +667,7 @@ func (cp *controlPlane) run(command []string) int {
 		close(waited)
 	}()
 	etcdDone, apiserverDone := cp.etcd.done, cp.apiserver.done
+	nodeExits := cp.nodeExits()
 	for {
 		select {
 		case sig := <-cp.sigs:
@@ -558,6 +690,8 @@ func (cp *controlPlane) run(command []string) int {
 		case <-apiserverDone:
 			logf("warning: kube-apiserver exited unexpectedly: %v (log: %s)", cp.apiserver.err, cp.apiserver.logPath)
 			apiserverDone = nil
+		case s := <-nodeExits:
+			logf("warning: %s exited unexpectedly: %v (log: %s)", s.name, s.err, s.logPath)
 		}
 	}
 }
@@ -574,11 +708,16 @@ func exitCode(state *os.ProcessState) int {
 // stdinClosed to close when it is not nil.
 func (cp *controlPlane) serve(stdinClosed <-chan struct{}) int {
 	fmt.Printf("export %s=%s\nexport KUBECONFIG=%s\n", stateEnv, cp.state, cp.path("admin.kubeconfig"))
+	if cp.node != nil {
+		fmt.Printf("# The cluster is reachable inside its network namespace only, for example:\n"+
+			"#   nsenter --net=%s kubectl get nodes\n", filepath.Join(netnsDir, cp.node.netns))
+	}
 	if stdinClosed != nil {
 		logf("serving until SIGINT, SIGTERM or the end of standard input")
 	} else {
 		logf("serving until SIGINT or SIGTERM (Ctrl+C)")
 	}
+	nodeExits := cp.nodeExits()
 	for {
 		select {
 		case sig := <-cp.sigs:
@@ -602,6 +741,9 @@ func (cp *controlPlane) serve(stdinClosed <-chan struct{}) int {
 			return 1
 		case <-cp.apiserver.done:
 			logf("kube-apiserver exited unexpectedly: %v", cp.apiserver.err)
+			return 1
+		case s := <-nodeExits:
+			logf("%s exited unexpectedly: %v (log: %s)", s.name, s.err, s.logPath)
 			return 1
 		}
 	}
@@ -633,10 +775,15 @@ func (cp *controlPlane) writeCredentials() error {
 	if err != nil {
 		return err
 	}
+	addresses, names := []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"}
+	if cp.node != nil {
+		addresses = append(addresses, nodeServingAddresses()...)
+		names = append(names, "kubernetes", "kubernetes.default", "kubernetes.default.svc")
+	}
 	serving, servingKey, err := newCert(&x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:    []string{"localhost"},
+		IPAddresses: addresses,
+		DNSNames:    names,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}, ca, caKey)
@@ -651,11 +798,19 @@ func (cp *controlPlane) writeCredentials() error {
 	if err != nil {
 		return err
 	}
+	cp.ca = ca
 	cp.caPool = x509.NewCertPool()
 	cp.caPool.AddCert(ca)
 	cp.adminToken, cp.unprivToken = rand.Text(), rand.Text()
 	tokens := fmt.Sprintf("%s,leader-test-admin,leader-test-admin,\"system:masters\"\n"+
 		"%s,leader-test-unprivileged,leader-test-unprivileged\n", cp.adminToken, cp.unprivToken)
+	var nodeErr error
+	if cp.node != nil {
+		// kubelet's identity, as the Node authorizer expects it.
+		cp.node.token = rand.Text()
+		tokens += fmt.Sprintf("%s,system:node:%s,system:node:%s,\"system:nodes\"\n", cp.node.token, nodeIP, nodeIP)
+		nodeErr = cp.nodeCredentials(ca, caKey)
+	}
 
 	return firstError(
 		writePEM(cp.path("ca.crt"), "CERTIFICATE", ca.Raw),
@@ -667,6 +822,7 @@ func (cp *controlPlane) writeCredentials() error {
 		os.WriteFile(cp.path("tokens.csv"), []byte(tokens), 0o600),
 		cp.writeKubeconfig("admin.kubeconfig", "leader-test-admin", cp.adminToken, ca),
 		cp.writeKubeconfig("unprivileged.kubeconfig", "leader-test-unprivileged", cp.unprivToken, ca),
+		nodeErr,
 	)
 }
 
@@ -734,9 +890,19 @@ current-context: %[3]s
 `
 
 func (cp *controlPlane) writeKubeconfig(name, user, token string, ca *x509.Certificate) error {
+	return writeKubeconfigFile(cp.path(name), cp.serverURL(), user, token, ca)
+}
+
+// writeKubeconfigAt writes a kubeconfig for server (one of the API server's
+// addresses) to path.
+func (cp *controlPlane) writeKubeconfigAt(path, server, user, token string) error {
+	return writeKubeconfigFile(path, server, user, token, cp.ca)
+}
+
+func writeKubeconfigFile(path, server, user, token string, ca *x509.Certificate) error {
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
-	data := fmt.Sprintf(kubeconfigTemplate, cp.serverURL(), base64.StdEncoding.EncodeToString(caPEM), user, token)
-	return os.WriteFile(cp.path(name), []byte(data), 0o600)
+	data := fmt.Sprintf(kubeconfigTemplate, server, base64.StdEncoding.EncodeToString(caPEM), user, token)
+	return os.WriteFile(path, []byte(data), 0o600)
 }
 
 // info is the content of control-plane.json, read by the Rust tests.
