@@ -83,8 +83,8 @@ impl FeedError {
         FeedError(Arc::new(error))
     }
 
-    /// The list or watch error: [`Error::Forbidden`](crate::Error::Forbidden) when RBAC refuses
-    /// it, [`Error::Api`](crate::Error::Api) otherwise.
+    /// The list or watch error: [`Error::Forbidden`] when RBAC refuses
+    /// it, [`Error::Api`] otherwise.
     pub fn error(&self) -> &Error {
         &self.0
     }
@@ -98,11 +98,11 @@ impl PartialEq for FeedError {
 
 /// Storage for Lease objects with optimistic concurrency and a change feed.
 ///
-/// Errors follow the crate's [`Error`](crate::Error): a lost race on [`create`](Self::create) or
-/// [`replace`](Self::replace) is [`Error::Conflict`](crate::Error::Conflict), and so is replacing
+/// Errors follow the crate's [`Error`]: a lost race on [`create`](Self::create) or
+/// [`replace`](Self::replace) is [`Error::Conflict`], and so is replacing
 /// a lease that was deleted since it was read (the API server checks the object's uid); missing
-/// rights are [`Error::Forbidden`](crate::Error::Forbidden), anything else
-/// [`Error::Api`](crate::Error::Api).
+/// rights are [`Error::Forbidden`], anything else
+/// [`Error::Api`].
 pub trait LeaseStore: Send + Sync + 'static {
     /// Reads the lease as it is now (a quorum read), `None` if it does not exist.
     fn get<'a>(&'a self, key: &'a LeaseKey) -> BoxFuture<'a, Result<Option<Lease>>>;
@@ -123,7 +123,7 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// on whatever this returns. The default records nothing.
     ///
     /// # Errors
-    /// [`Error::EventsForbidden`](crate::Error::EventsForbidden) when RBAC refuses events (the
+    /// [`Error::EventsForbidden`] when RBAC refuses events (the
     /// runtime then stops recording them in that namespace), anything else when recording failed.
     fn record_event(
         &self,
