@@ -98,6 +98,10 @@ pub(crate) struct Elector {
     feed_error: Option<FeedError>,
     /// Keeps the replacement feed open once the store's own feed closed.
     feed_keepalive: Option<watch::Sender<Observation>>,
+    /// When the elector was made, for the wait for the feed's first list.
+    created: Instant,
+    /// The wait for the feed's first list is over (it timed out).
+    feed_waited: bool,
 }
 
 impl Elector {
@@ -117,11 +121,16 @@ impl Elector {
             requests_refused: false,
             feed_error: None,
             feed_keepalive: None,
+            created: Instant::now(),
+            feed_waited: false,
         }
     }
 
     /// Runs the election until the runtime shuts down; a held lease is released on the way out.
-    pub(crate) async fn run(mut self) {
+    ///
+    /// Not an `async fn`: the future holds the elector once, not twice (one elector task runs
+    /// per lease, so its size counts).
+    pub(crate) fn run(mut self) -> impl Future<Output = ()> + Send + 'static {
         let span = info_span!(
             "lease",
             lease = %self.shared.key.name,
@@ -138,7 +147,6 @@ impl Elector {
             self.shared.publish_term(None);
         }
         .instrument(span)
-        .await;
     }
 
     // ----- following -----
@@ -159,16 +167,27 @@ impl Elector {
             if wanted {
                 match self.next_step() {
                     Step::Refresh => {
-                        if let Err(error) = self.refresh().await {
-                            self.failed(error).await;
+                        if let Err(error) = Box::pin(self.refresh()).await {
+                            Box::pin(self.failed(error)).await;
                         }
                         continue;
                     }
-                    Step::Claim => match self.claim().await {
+                    Step::AwaitFeed(at) => {
+                        tokio::select! {
+                            () = self.shutdown.cancelled() => return None,
+                            changed = self.feed.changed() => match changed {
+                                Ok(()) => self.absorb_feed(),
+                                Err(_) => self.feed_waited = true,
+                            },
+                            () = sleep_until(at) => self.feed_waited = true,
+                        }
+                        continue;
+                    }
+                    Step::Claim => match Box::pin(self.claim()).await {
                         Ok(Some(leading)) => return Some(leading),
                         Ok(None) => continue,
                         Err(error) => {
-                            self.failed(error).await;
+                            Box::pin(self.failed(error)).await;
                             continue;
                         }
                     },
@@ -195,8 +214,8 @@ impl Elector {
                 _ = interest.changed() => {}
                 () = sleep_until_opt(expires_at) => {}
                 () = sleep_until_opt(poll_at) => {
-                    if let Err(error) = self.refresh().await {
-                        self.failed(error).await;
+                    if let Err(error) = Box::pin(self.refresh()).await {
+                        Box::pin(self.failed(error)).await;
                     }
                 }
             }
@@ -206,6 +225,12 @@ impl Elector {
     /// What a follower that wants the lease does next, judged from what it has seen.
     fn next_step(&self) -> Step {
         let Some(seen) = &self.seen else {
+            // Nothing seen yet: the feed's first list is on its way, and it spares a GET per
+            // lease (a thousand leases starting at once would open as many connections). If it
+            // does not come within a retry period, or reports a failure, read the lease.
+            if !self.feed_waited && *self.feed.borrow() == Observation::Unknown {
+                return Step::AwaitFeed(self.created + self.shared.config.retry_period);
+            }
             return Step::Refresh;
         };
         let Some(lease) = &seen.lease else {
@@ -309,7 +334,10 @@ impl Elector {
         });
         shared.metrics.acquired();
         let mut interest = shared.interest.subscribe();
-        let mut next_renew = leading.renewed_at + config.retry_period;
+        // The first renew at a random point of the second half of the retry period: the leases
+        // of a replica that took many at once then renew spread over time, not in bursts.
+        let phase = 0.5 + 0.5 * crate::identity::random_fraction();
+        let mut next_renew = leading.renewed_at + config.retry_period.mul_f64(phase);
         let end = loop {
             let deadline = leading.renewed_at + config.renew_deadline;
             if interest.borrow_and_update().is_idle() {
@@ -320,7 +348,7 @@ impl Elector {
                 () = self.shutdown.cancelled() => break TermEnd::Shutdown,
                 () = sleep_until(deadline) => break TermEnd::RenewDeadline,
                 () = sleep_until(next_renew) => {
-                    match timeout_at(deadline, self.renew(&mut leading)).await {
+                    match timeout_at(deadline, Box::pin(self.renew(&mut leading))).await {
                         Err(_) => break TermEnd::RenewDeadline,
                         Ok(Ok(())) => {
                             next_renew = leading.renewed_at + config.retry_period;
@@ -330,13 +358,17 @@ impl Elector {
                         Ok(Err(Renewal::Failed(error))) => {
                             debug!(%error, "renew failed; retrying until the renew deadline");
                             self.request_failed(&error);
-                            next_renew = Instant::now() + config.retry_period;
+                            // Stretched by up to a tenth, so that leases that failed together
+                            // do not retry together.
+                            let stretch = 1.0 + 0.1 * crate::identity::random_fraction();
+                            next_renew = Instant::now() + config.retry_period.mul_f64(stretch);
                         }
                     }
                 }
                 changed = self.feed.changed(), if !self.feed_closed() => {
                     if changed.is_ok() {
-                        match timeout_at(deadline, self.check_feed_while_leading(&mut leading)).await {
+                        let check = Box::pin(self.check_feed_while_leading(&mut leading));
+                        match timeout_at(deadline, check).await {
                             Err(_) => break TermEnd::RenewDeadline,
                             Ok(FeedCheck::Lost(end)) => break end,
                             Ok(FeedCheck::RenewNow) => next_renew = Instant::now(),
@@ -347,7 +379,7 @@ impl Elector {
                 _ = interest.changed() => {}
             }
         };
-        self.end_term(leading, end).await;
+        Box::pin(self.end_term(leading, end)).await;
         end
     }
 
@@ -751,6 +783,8 @@ impl Elector {
 enum Step {
     /// Read the lease: we know nothing about it yet.
     Refresh,
+    /// Wait for the feed's first list, until this instant at the latest.
+    AwaitFeed(Instant),
     /// Create it or take it over.
     Claim,
     /// Someone else holds it; it expires at this instant unless its record changes.
@@ -792,5 +826,31 @@ impl Term {
             deadline: Deadline::new(deadline),
             tracker: TaskTracker::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Common;
+    use crate::store::LeaseKey;
+    use crate::testing::InMemoryLeaseStore;
+
+    /// One elector task runs per lease, so its future's size is memory per lease: 7 KB each
+    /// before (issue 13's heap profile: 7 MB for a thousand leases), about 3 KB since the rare,
+    /// large steps (claim, renew, end of term) are boxed and the task holds the elector once.
+    /// The bound is for the pinned toolchain; a new compiler may lay futures out differently.
+    #[tokio::test]
+    async fn the_elector_task_stays_small() {
+        let shared = Arc::new(ElectionShared::new(
+            LeaseKey::new("ns", "lease"),
+            crate::ElectionConfig::default(),
+            Arc::new(Common::new("me")),
+        ));
+        let store: Arc<dyn LeaseStore> = Arc::new(InMemoryLeaseStore::new());
+        let elector = Elector::new(shared, store, CancellationToken::new());
+        let size = std::mem::size_of_val(&elector.run());
+        println!("elector task future: {size} bytes");
+        assert!(size <= 3_200, "the elector task's future is {size} bytes");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use leader_runtime::store::LeaseKey;
+use leader_runtime::store::{BoxFuture, LeaseKey, LeaseStore, Observation};
 use leader_runtime::testing::{Fault, InMemoryLeaseStore};
 use leader_runtime::{ElectionConfig, Error, Leadership, LeaseStatus, Runtime};
 use tokio::sync::watch;
@@ -825,4 +825,174 @@ async fn labels_are_set_when_taking_the_lease_kept_on_renew_and_merged_over_othe
             ..
         })
     ));
+}
+
+/// An in-memory store whose feeds come up `delay` after subscribing (as a watch lists), and that
+/// records when each request was made.
+#[derive(Clone)]
+struct Recorded {
+    inner: InMemoryLeaseStore,
+    delay: Duration,
+    requests: Arc<Mutex<Vec<(&'static str, Instant)>>>,
+}
+
+impl Recorded {
+    fn new(delay: Duration) -> Self {
+        Recorded {
+            inner: InMemoryLeaseStore::new(),
+            delay,
+            requests: Arc::default(),
+        }
+    }
+
+    fn note(&self, verb: &'static str) {
+        self.requests.lock().unwrap().push((verb, Instant::now()));
+    }
+
+    fn made(&self, verb: &str) -> Vec<Instant> {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|(v, _)| *v == verb)
+            .map(|(_, at)| *at)
+            .collect()
+    }
+}
+
+impl LeaseStore for Recorded {
+    fn get<'a>(
+        &'a self,
+        key: &'a LeaseKey,
+    ) -> BoxFuture<'a, leader_runtime::Result<Option<Lease>>> {
+        self.note("get");
+        self.inner.get(key)
+    }
+
+    fn create<'a>(
+        &'a self,
+        key: &'a LeaseKey,
+        lease: Lease,
+    ) -> BoxFuture<'a, leader_runtime::Result<Lease>> {
+        self.note("create");
+        self.inner.create(key, lease)
+    }
+
+    fn replace<'a>(
+        &'a self,
+        key: &'a LeaseKey,
+        lease: Lease,
+    ) -> BoxFuture<'a, leader_runtime::Result<Lease>> {
+        self.note("replace");
+        self.inner.replace(key, lease)
+    }
+
+    fn subscribe(&self, key: &LeaseKey) -> watch::Receiver<Observation> {
+        let mut inner = self.inner.subscribe(key);
+        let (sender, feed) = watch::channel(Observation::Unknown);
+        let delay = self.delay;
+        tokio::spawn(async move {
+            sleep(delay).await;
+            loop {
+                sender.send_replace(inner.borrow_and_update().clone());
+                if inner.changed().await.is_err() || sender.is_closed() {
+                    return;
+                }
+            }
+        });
+        feed
+    }
+}
+
+/// Leads `count` leases on `runtime` until their tokens fire.
+fn lead_many(
+    runtime: &Runtime,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<leader_runtime::Result<()>>> {
+    (0..count)
+        .map(|i| {
+            let election = runtime.election(&format!("lease-{i}")).unwrap();
+            tokio::spawn(async move {
+                election
+                    .lead(|leadership| async move { leadership.token().cancelled().await })
+                    .await
+            })
+        })
+        .collect()
+}
+
+/// Regression (issue 13, memory per lease): a follower read its lease with a GET as soon as it
+/// started, before its watch had listed, so a thousand leases starting at once sent a thousand
+/// GETs, each on a connection of its own. The first read now comes from the feed.
+#[tokio::test(start_paused = true)]
+async fn starting_followers_wait_for_the_feeds_first_list_instead_of_a_get_each() {
+    let store = Recorded::new(Duration::from_millis(300));
+    let a = Runtime::builder()
+        .store(store.clone())
+        .identity("a")
+        .namespace(NAMESPACE)
+        .build()
+        .await
+        .unwrap();
+    let terms = lead_many(&a, 100);
+    sleep(10 * SECOND).await;
+    assert_eq!(store.made("create").len(), 100, "every lease created once");
+    assert!(
+        store.made("get").is_empty(),
+        "{} GETs",
+        store.made("get").len()
+    );
+    a.shutdown().await;
+    for term in terms {
+        assert!(term.await.unwrap().is_ok());
+    }
+
+    // A feed that never lists: each lease is read after one retry period.
+    let silent = Recorded::new(Duration::from_secs(3600));
+    let b = Runtime::builder()
+        .store(silent.clone())
+        .identity("b")
+        .namespace(NAMESPACE)
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let _terms = lead_many(&b, 10);
+    sleep(10 * SECOND).await;
+    let gets = silent.made("get");
+    assert!(
+        !gets.is_empty() && gets.iter().all(|&at| at - started >= 2 * SECOND),
+        "{gets:?}"
+    );
+    b.shutdown().await;
+}
+
+/// Regression (issue 13, memory per lease): a replica that took many leases at once renewed
+/// them all at the same instants, every retry period, in bursts of as many requests. The first
+/// renew now comes at a random point of the second half of the retry period.
+#[tokio::test(start_paused = true)]
+async fn the_renews_of_leases_taken_together_are_spread_over_the_retry_period() {
+    let store = Recorded::new(Duration::ZERO);
+    let a = Runtime::builder()
+        .store(store.clone())
+        .identity("a")
+        .namespace(NAMESPACE)
+        .build()
+        .await
+        .unwrap();
+    let _terms = lead_many(&a, 200);
+    sleep(5 * SECOND).await;
+    let renews = store.made("replace");
+    assert!(renews.len() >= 200, "{} renews", renews.len());
+    let busiest = renews
+        .iter()
+        .map(|&from| {
+            renews
+                .iter()
+                .filter(|&&t| t >= from && t < from + Duration::from_millis(10))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(busiest <= 20, "{busiest} renews within 10 ms");
+    a.shutdown().await;
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
 
@@ -34,6 +34,9 @@ use crate::{Error, Result, Verb};
 
 /// The default of [`KubeLeaseStore::namespace_watch_above`].
 pub const DEFAULT_NAMESPACE_WATCH_ABOVE: usize = 16;
+
+/// The default of [`KubeLeaseStore::max_requests_in_flight`].
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 64;
 
 /// The `reportingController` of the Events the store records.
 pub const EVENT_REPORTER: &str = "leader-election";
@@ -60,6 +63,10 @@ struct Inner {
     retry_period: Duration,
     /// Namespaces with more followed leases than this get one watch for all of them.
     namespace_watch_above: usize,
+    /// How many lease requests (get, create, replace) may be in flight at once.
+    max_requests_in_flight: usize,
+    /// Their permits: over HTTP/1.1, each request in flight holds a connection.
+    requests: Arc<Semaphore>,
     /// kube's event recorder for each identity that records events (one in practice).
     recorders: Mutex<HashMap<String, Recorder>>,
     /// The namespaces of followed leases, each shared with its watch tasks.
@@ -69,11 +76,18 @@ struct Inner {
 }
 
 impl Inner {
-    fn new(client: kube::Client, retry_period: Duration, namespace_watch_above: usize) -> Self {
+    fn new(
+        client: kube::Client,
+        retry_period: Duration,
+        namespace_watch_above: usize,
+        max_requests_in_flight: usize,
+    ) -> Self {
         Inner {
             client,
             retry_period,
             namespace_watch_above,
+            max_requests_in_flight,
+            requests: Arc::new(Semaphore::new(max_requests_in_flight.max(1))),
             recorders: Mutex::default(),
             namespaces: Mutex::default(),
             stop: CancellationToken::new(),
@@ -98,6 +112,7 @@ impl KubeLeaseStore {
                 client,
                 retry_period,
                 DEFAULT_NAMESPACE_WATCH_ABOVE,
+                DEFAULT_MAX_REQUESTS_IN_FLIGHT,
             )),
         }
     }
@@ -122,6 +137,22 @@ impl KubeLeaseStore {
         self
     }
 
+    /// Sends at most `count` lease requests (get, create, replace) at a time, 64 by default;
+    /// the others wait their turn, first come first served. Over HTTP/1.1 each request in flight
+    /// holds a connection, with its TLS and HTTP buffers (about 40 KB), and the memory of a burst
+    /// stays with the process after it, so a thousand leases starting or renewing at once would
+    /// cost tens of megabytes without the bound. Raise it for thousands of leases on a slow API
+    /// server: a renew waiting its turn counts against its renew deadline.
+    ///
+    /// Configure a store before sharing it: configuring a clone makes it a store of its own.
+    #[must_use]
+    pub fn max_requests_in_flight(mut self, count: usize) -> Self {
+        let inner = self.inner_mut();
+        inner.max_requests_in_flight = count;
+        inner.requests = Arc::new(Semaphore::new(count.max(1)));
+        self
+    }
+
     /// The settings of this handle alone: shared ones are copied into a store of its own.
     fn inner_mut(&mut self) -> &mut Inner {
         if Arc::get_mut(&mut self.inner).is_none() {
@@ -129,12 +160,26 @@ impl KubeLeaseStore {
                 client,
                 retry_period,
                 namespace_watch_above,
+                max_requests_in_flight,
                 ..
             } = &*self.inner;
-            let own = Inner::new(client.clone(), *retry_period, *namespace_watch_above);
+            let own = Inner::new(
+                client.clone(),
+                *retry_period,
+                *namespace_watch_above,
+                *max_requests_in_flight,
+            );
             self.inner = Arc::new(own);
         }
         Arc::get_mut(&mut self.inner).expect("not shared: made just above")
+    }
+
+    /// Waits for a request permit (see [`max_requests_in_flight`](Self::max_requests_in_flight)).
+    async fn permit(&self) -> tokio::sync::OwnedSemaphorePermit {
+        Arc::clone(&self.inner.requests)
+            .acquire_owned()
+            .await
+            .expect("the request semaphore is never closed")
     }
 
     /// The event recorder of the replica `identity`.
@@ -189,6 +234,7 @@ impl KubeLeaseStore {
 impl LeaseStore for KubeLeaseStore {
     fn get<'a>(&'a self, key: &'a LeaseKey) -> BoxFuture<'a, Result<Option<Lease>>> {
         Box::pin(async move {
+            let _permit = self.permit().await;
             let result = self.api(&key.namespace).get_opt(&key.name).await;
             let lease =
                 result.map_err(|error| map_error(Verb::Get, &key.namespace, &key.name, error))?;
@@ -198,6 +244,7 @@ impl LeaseStore for KubeLeaseStore {
 
     fn create<'a>(&'a self, key: &'a LeaseKey, lease: Lease) -> BoxFuture<'a, Result<Lease>> {
         Box::pin(async move {
+            let _permit = self.permit().await;
             let result = self
                 .api(&key.namespace)
                 .create(&PostParams::default(), &lease)
@@ -210,6 +257,7 @@ impl LeaseStore for KubeLeaseStore {
 
     fn replace<'a>(&'a self, key: &'a LeaseKey, lease: Lease) -> BoxFuture<'a, Result<Lease>> {
         Box::pin(async move {
+            let _permit = self.permit().await;
             let api = self.api(&key.namespace);
             let result = api.replace(&key.name, &PostParams::default(), &lease).await;
             let lease = result

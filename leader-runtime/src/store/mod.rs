@@ -14,7 +14,9 @@ use std::sync::Arc;
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
 
-pub use self::kube::{DEFAULT_NAMESPACE_WATCH_ABOVE, EVENT_REPORTER, KubeLeaseStore};
+pub use self::kube::{
+    DEFAULT_MAX_REQUESTS_IN_FLIGHT, DEFAULT_NAMESPACE_WATCH_ABOVE, EVENT_REPORTER, KubeLeaseStore,
+};
 use crate::{Error, Result};
 
 /// A boxed, sendable future, as the [`LeaseStore`] methods return.
