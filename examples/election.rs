@@ -4,8 +4,8 @@
 //! Run three instances against a cluster (or `make control-plane`), each in its own terminal:
 //!
 //! ```text
-//! cargo run --example election -- --kubeconfig ~/.kube/config --id instance-1 \
-//!     --lease-lock-name my-leader-election-lock --lease-lock-namespace default
+//! cargo run --example election -- --kubeconfig=$HOME/.kube/config --id=instance-1 \
+//!     --lease-lock-name=my-leader-election-lock --lease-lock-namespace=default
 //! ```
 //!
 //! (then `--id instance-2` and `--id instance-3`). One prints `instance-1: leading
@@ -14,27 +14,44 @@
 //! instance leads at once; `kill -9` makes them wait until the lease expires (15 s).
 //! `kubectl get lease my-leader-election-lock -o yaml` shows the holder.
 //!
-//! Options: `--lease-lock-name` may be a comma-separated list to run one election per name in
-//! one runtime; `--lease-duration`, `--renew-deadline` and `--retry-period` take `15s` or
-//! `500ms`. `--work-interval 500ms` makes the leader do a unit of work (print `working on ...`)
-//! every interval, checking `Leadership::is_leading()` before each one; `--timestamps` starts
-//! every line with the machine's monotonic clock (`[<seconds>.<nanoseconds>] `), as the fault
-//! campaign (`tests/cluster/faults.rs`) reads them.
+//! Flags take every form Go's `flag` package does (`--id=instance-1`, `--id instance-1`,
+//! `-id instance-1`, `-id=instance-1`); `--help` lists them. `--lease-lock-name` may be a
+//! comma-separated list to run one election per name in one runtime; `--lease-duration`,
+//! `--renew-deadline` and `--retry-period` take `15s` or `500ms`. `--work-interval 500ms` makes
+//! the leader do a unit of work (print `working on ...`) every interval, checking
+//! `Leadership::is_leading()` before each one; `--timestamps` starts every line with the
+//! machine's monotonic clock (`[<seconds>.<nanoseconds>] `), as the fault campaign
+//! (`tests/cluster/faults.rs`) reads them.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use leader::runtime::{Election, ElectionConfig, Runtime};
+use clap::Parser;
+use leader::runtime::{Election, Runtime};
 
+#[path = "support/flags.rs"]
+mod flags;
+
+/// Leader election with client-go's example flags: one election per lease name, printing who
+/// leads.
+#[derive(Parser, Debug)]
 struct Options {
-    kubeconfig: Option<PathBuf>,
-    id: Option<String>,
-    leases: Vec<String>,
-    namespace: Option<String>,
-    config: ElectionConfig,
+    #[command(flatten)]
+    client_go: flags::ClientGoFlags,
+    /// Name of the lease; a comma-separated list runs one election per name in one runtime
+    #[arg(
+        long,
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ',',
+        default_value = "my-leader-election-lock"
+    )]
+    lease_lock_name: Vec<String>,
+    /// While leading, print `working on ...` every interval, checking that the term goes on
+    /// before each one (e.g. 500ms)
+    #[arg(long, value_name = "DURATION", value_parser = flags::duration)]
     work_interval: Option<Duration>,
+    /// Start every line with the machine's monotonic clock, `[<seconds>.<nanoseconds>] `
+    #[arg(long)]
     timestamps: bool,
 }
 
@@ -56,25 +73,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let options = parse_options()?;
+    let options: Options = flags::parse();
     TIMESTAMPS.store(options.timestamps, Ordering::Relaxed);
 
-    let mut builder = Runtime::builder().config(options.config);
-    if let Some(path) = &options.kubeconfig {
-        let kubeconfig = Kubeconfig::read_from(path)?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-        builder = builder.client(kube::Client::try_from(config)?);
-    }
-    if let Some(id) = options.id {
-        builder = builder.identity(id);
-    }
-    if let Some(namespace) = options.namespace {
-        builder = builder.namespace(namespace);
-    }
-    let runtime = builder.build().await?;
+    let runtime = options
+        .client_go
+        .apply(Runtime::builder())
+        .await
+        .build()
+        .await?;
 
-    for name in &options.leases {
+    for name in &options.lease_lock_name {
         let election = runtime.election(name)?;
         tokio::spawn(report_new_leaders(
             election.clone(),
@@ -148,52 +157,6 @@ async fn report_new_leaders(election: Election, me: String) {
             return;
         }
     }
-}
-
-fn parse_options() -> Result<Options, String> {
-    let mut options = Options {
-        kubeconfig: None,
-        id: None,
-        leases: vec!["my-leader-election-lock".into()],
-        namespace: None,
-        config: ElectionConfig::default(),
-        work_interval: None,
-        timestamps: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--kubeconfig" => options.kubeconfig = Some(value()?.into()),
-            "--id" => options.id = Some(value()?),
-            "--lease-lock-name" => {
-                options.leases = value()?.split(',').map(str::to_owned).collect()
-            }
-            "--lease-lock-namespace" => options.namespace = Some(value()?),
-            "--lease-duration" => options.config.lease_duration = parse_duration(&value()?)?,
-            "--renew-deadline" => options.config.renew_deadline = parse_duration(&value()?)?,
-            "--retry-period" => options.config.retry_period = parse_duration(&value()?)?,
-            "--work-interval" => options.work_interval = Some(parse_duration(&value()?)?),
-            "--timestamps" => options.timestamps = true,
-            other => {
-                return Err(format!(
-                    "unknown option {other}; see the header of examples/election.rs"
-                ));
-            }
-        }
-    }
-    Ok(options)
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let parsed = if let Some(ms) = text.strip_suffix("ms") {
-        ms.parse().map(Duration::from_millis)
-    } else if let Some(s) = text.strip_suffix('s') {
-        s.parse().map(Duration::from_secs)
-    } else {
-        return Err(format!("duration `{text}` needs a unit: `15s` or `500ms`"));
-    };
-    parsed.map_err(|error| format!("duration `{text}`: {error}"))
 }
 
 fn print_line(line: std::fmt::Arguments<'_>) {

@@ -15,10 +15,12 @@
 //! others wait until the lease expires (15 s). `kubectl get lease my-leader-election-lock` shows
 //! the holder.
 //!
-//! All flags are optional: without `--kubeconfig` the usual configuration is used (in-cluster,
-//! then `$KUBECONFIG`), without `--id` `$LEADER_IDENTITY`, else the pod name or hostname plus a
-//! random suffix. `LEADER_NAMESPACE` and `LEADER_STANDALONE=1` work as with `#[leader_main]`.
-//! `--lease-duration`, `--renew-deadline` and `--retry-period` (`15s`, `500ms`) set the timings.
+//! All flags are optional, and take every form Go's `flag` package does (`--id=instance-1`,
+//! `--id instance-1`, `-id instance-1`, `-id=instance-1`); `--help` lists them. Without
+//! `--kubeconfig` the usual configuration is used (in-cluster, then `$KUBECONFIG`), without `--id`
+//! `$LEADER_IDENTITY`, else the pod name or hostname plus a random suffix. `LEADER_NAMESPACE` and
+//! `LEADER_STANDALONE=1` work as with `#[leader_main]`. `--lease-duration`, `--renew-deadline` and
+//! `--retry-period` (`15s`, `500ms`) set the timings.
 //!
 //! `--health-port 8080` serves `/healthz` (liveness) and `/readyz` (readiness) on that port with
 //! the standalone server (feature `http`), and `/metrics` for Prometheus with feature `metrics`,
@@ -33,14 +35,32 @@
 //! A program with an HTTP server of its own mounts the same routes on it instead: see
 //! `examples/axum.rs` and `examples/actix_web.rs`.
 
-use std::time::Duration;
-
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use leader::runtime::{ElectionConfig, Runtime};
+use clap::Parser;
+use leader::runtime::Runtime;
 use leader::{Leadership, leader_main, leader_only};
+
+#[path = "support/flags.rs"]
+mod flags;
+#[path = "support/report.rs"]
+mod report;
 
 /// The lease named in the attribute; `--lease-lock-name` renames it at run time.
 const LEASE: &str = "my-leader-election-lock";
+
+/// A periodic job on one replica: every 3 seconds, the replica that leads the lease prints that
+/// it works.
+#[derive(Parser, Debug)]
+struct Options {
+    #[command(flatten)]
+    client_go: flags::ClientGoFlags,
+    /// Name of the lease
+    #[arg(long, value_name = "NAME", default_value = LEASE)]
+    lease_lock_name: String,
+    /// Serve /healthz and /readyz (and /metrics with feature `metrics`) on this port, on every
+    /// interface (needs feature `http`)
+    #[arg(long, value_name = "PORT")]
+    health_port: Option<u16>,
+}
 
 #[leader_only(lease = "my-leader-election-lock", every = "3s")]
 async fn work(leadership: Leadership) {
@@ -54,69 +74,24 @@ async fn work(leadership: Leadership) {
 #[leader_main(runtime = runtime_from_flags)]
 async fn main() -> leader::Result<()> {
     let runtime = leader::installed_runtime().expect("started by #[leader_main]");
-    tokio::spawn(report_leadership(
+    tokio::spawn(report::leadership(
         runtime.election(LEASE)?,
         runtime.identity().to_owned(),
     ));
     work().await
 }
 
-/// Prints when this replica starts and stops leading, and every new leader it sees, as
-/// client-go's OnStartedLeading, OnStoppedLeading and OnNewLeader callbacks do.
-async fn report_leadership(election: leader::runtime::Election, me: String) {
-    let lease = election.key().name.clone();
-    let mut status = election.status();
-    let (mut holder, mut leading) = (None, false);
-    loop {
-        let now = status.borrow_and_update().clone();
-        if now.is_leader != leading {
-            leading = now.is_leader;
-            if leading {
-                println!(
-                    "{me}: leading {lease} (fencing token {})",
-                    now.fencing_token.unwrap_or_default()
-                );
-            } else {
-                println!("{me}: stopped leading {lease}");
-            }
-        }
-        if now.holder != holder {
-            holder = now.holder;
-            if let Some(holder) = holder.as_deref().filter(|holder| *holder != me) {
-                println!("{me}: new leader of {lease}: {holder}");
-            }
-        }
-        if status.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 /// Builds the runtime from client-go's example flags, over the `LEADER_*` environment variables
 /// that `#[leader_main]` documents (a flag wins over its variable).
 async fn runtime_from_flags() -> leader::Result<Runtime> {
-    let mut builder = Runtime::builder().apply_env();
-    let mut config = ElectionConfig::default();
-    let mut health_port = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .unwrap_or_else(|| usage(&format!("{flag} needs a value")));
-        match flag.as_str() {
-            "--kubeconfig" => builder = builder.client(client_from(&value).await),
-            "--id" => builder = builder.identity(value),
-            "--lease-lock-name" => builder = builder.rename_lease(LEASE, value),
-            "--lease-lock-namespace" => builder = builder.namespace(value),
-            "--lease-duration" => config.lease_duration = duration(&value),
-            "--renew-deadline" => config.renew_deadline = duration(&value),
-            "--retry-period" => config.retry_period = duration(&value),
-            "--health-port" => health_port = Some(port(&value)),
-            other => usage(&format!("unknown option {other}")),
-        }
-    }
-    let runtime = builder.config(config).build().await?;
-    if let Some(port) = health_port {
+    let options: Options = flags::parse();
+    let builder = Runtime::builder().apply_env();
+    let builder = options.client_go.apply(builder).await;
+    let runtime = builder
+        .rename_lease(LEASE, options.lease_lock_name)
+        .build()
+        .await?;
+    if let Some(port) = options.health_port {
         serve_health(&runtime, port).await?;
     }
     Ok(runtime)
@@ -136,35 +111,7 @@ async fn serve_health(runtime: &Runtime, port: u16) -> leader::Result<()> {
 
 #[cfg(not(feature = "http"))]
 async fn serve_health(_: &Runtime, _: u16) -> leader::Result<()> {
-    usage("--health-port needs the standalone server: build with `--features http` (and `metrics`)")
-}
-
-fn port(text: &str) -> u16 {
-    text.parse()
-        .unwrap_or_else(|_| usage(&format!("bad port `{text}`: write a number up to 65535")))
-}
-
-async fn client_from(path: &str) -> kube::Client {
-    let loaded = async {
-        let kubeconfig = Kubeconfig::read_from(path)?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-        Ok::<_, Box<dyn std::error::Error>>(kube::Client::try_from(config)?)
-    };
-    loaded
-        .await
-        .unwrap_or_else(|error| usage(&format!("--kubeconfig {path}: {error}")))
-}
-
-fn duration(text: &str) -> Duration {
-    let parsed = match text.strip_suffix("ms") {
-        Some(ms) => ms.parse().map(Duration::from_millis),
-        None => text.trim_end_matches('s').parse().map(Duration::from_secs),
-    };
-    parsed.unwrap_or_else(|_| usage(&format!("bad duration `{text}`: write `15s` or `500ms`")))
-}
-
-fn usage(problem: &str) -> ! {
-    eprintln!("error: {problem}\nsee the header of examples/periodic.rs for the options");
-    std::process::exit(2)
+    let message = "--health-port needs the standalone server: build with `--features http` \
+                   (and `metrics`)\n";
+    clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, message).exit()
 }

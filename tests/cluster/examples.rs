@@ -1,5 +1,6 @@
-//! The attribute-based examples as users run them: three replicas of the compiled
-//! `examples/periodic.rs`, checked through their output and the Lease object.
+//! The examples as users run them: three replicas of the compiled `examples/periodic.rs`, checked
+//! through their output and the Lease object; and the command lines of client-go's tutorial,
+//! in each form Go's `flag` package accepts, given to `election`, `periodic` and `controller`.
 
 use std::time::{Duration, Instant};
 
@@ -172,5 +173,193 @@ async fn periodic_honours_the_leader_variables_and_flags_win_over_them() {
             "{stderr}"
         );
         assert!(!stderr.contains("did not apply"), "{stderr}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// client-go's command line.
+
+/// The examples that take client-go's example flags, with the lease each uses by default.
+const CLIENT_GO_EXAMPLES: [(&str, &str); 3] = [
+    ("election", "my-leader-election-lock"),
+    ("periodic", "my-leader-election-lock"),
+    ("controller", "configmap-controller"),
+];
+
+/// The ways Go's `flag` package takes a flag with a value.
+#[derive(Clone, Copy, Debug)]
+enum Form {
+    /// `--flag=value`
+    DoubleDashEquals,
+    /// `--flag value`
+    DoubleDashSpace,
+    /// `-flag value`
+    SingleDashSpace,
+    /// `-flag=value`
+    SingleDashEquals,
+}
+
+impl Form {
+    const ALL: [Form; 4] = [
+        Form::DoubleDashEquals,
+        Form::DoubleDashSpace,
+        Form::SingleDashSpace,
+        Form::SingleDashEquals,
+    ];
+
+    fn write(self, flags: &[(&str, &str)]) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, value) in flags {
+            match self {
+                Form::DoubleDashEquals => args.push(format!("--{flag}={value}")),
+                Form::DoubleDashSpace => args.extend([format!("--{flag}"), (*value).to_owned()]),
+                Form::SingleDashSpace => args.extend([format!("-{flag}"), (*value).to_owned()]),
+                Form::SingleDashEquals => args.push(format!("-{flag}={value}")),
+            }
+        }
+        args
+    }
+}
+
+/// Waits until `replica` prints that it leads `lease` and the Lease in `namespace` names it, then
+/// stops it with SIGTERM and checks that it exits with status 0.
+async fn leads_then_stops(
+    cluster: &ControlPlane,
+    replica: &mut Candidate,
+    namespace: &str,
+    lease: &str,
+) {
+    replica
+        .wait_for(&format!("instance-1: leading {lease} ("), 20 * SECOND)
+        .await;
+    let leases: Api<Lease> = Api::namespaced(cluster.client(Identity::Admin).await, namespace);
+    let held = leases.get(lease).await.unwrap();
+    let holder = held.spec.and_then(|spec| spec.holder_identity);
+    assert_eq!(holder.as_deref(), Some("instance-1"), "{}", replica.id);
+    replica.signal("TERM");
+    replica.read_to_end(10 * SECOND).await;
+    assert!(
+        replica.wait(),
+        "{}: exit status 0 after SIGTERM",
+        replica.id
+    );
+}
+
+/// client-go's tutorial runs its program as `go run main.go --kubeconfig=PATH --id=instance-1`;
+/// each example takes that command line as it is, and leads its default lease in the
+/// kubeconfig context's namespace (`default`), one after the other.
+#[tokio::test]
+async fn each_example_takes_the_command_line_of_client_gos_tutorial() {
+    let cluster = control_plane();
+    let kubeconfig = cluster.kubeconfig(Identity::Admin);
+    let kubeconfig = format!("--kubeconfig={}", kubeconfig.display());
+    for (example, lease) in CLIENT_GO_EXAMPLES {
+        let args = [kubeconfig.clone(), "--id=instance-1".into()];
+        let mut replica = Candidate::start_with_args(example, example, &args);
+        leads_then_stops(&cluster, &mut replica, "default", lease).await;
+    }
+}
+
+/// `--kubeconfig`, `--id`, `--lease-lock-name` and `--lease-lock-namespace` in each form Go
+/// takes: every example leads the named lease in the named namespace as `instance-1`.
+#[tokio::test]
+async fn each_example_takes_client_gos_flags_in_every_form_go_accepts() {
+    let cluster = control_plane();
+    let namespace = cluster.namespace("client-go-flags").await;
+    let kubeconfig = cluster.kubeconfig(Identity::Admin);
+    let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path");
+    let mut replicas = Vec::new();
+    for (example, _) in CLIENT_GO_EXAMPLES {
+        for (i, form) in Form::ALL.into_iter().enumerate() {
+            let lease = format!("{example}-{i}");
+            let args = form.write(&[
+                ("kubeconfig", kubeconfig),
+                ("id", "instance-1"),
+                ("lease-lock-name", &lease),
+                ("lease-lock-namespace", &namespace),
+            ]);
+            let name = format!("{example} {}", args.join(" "));
+            replicas.push((Candidate::start_with_args(example, &name, &args), lease));
+        }
+    }
+    for (replica, lease) in &mut replicas {
+        leads_then_stops(&cluster, replica, &namespace, lease).await;
+    }
+}
+
+/// Runs a compiled example with `args` to its end; returns its exit code, stdout and stderr.
+fn run_to_end(example: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(crate::support::example_binary(example))
+        .args(args)
+        .env("KUBECONFIG", "/nonexistent/no-cluster-needed")
+        .output()
+        .unwrap_or_else(|error| panic!("running {example}: {error}"));
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
+    (
+        output.status.code(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
+/// A flag the example does not know, in either dash form, or a value it cannot read, stops it
+/// before it does anything: clap's message on stderr and exit status 2, as for a Go program.
+#[test]
+fn an_unknown_flag_or_a_bad_value_fails_with_claps_message_and_status_2() {
+    for (example, _) in CLIENT_GO_EXAMPLES {
+        for (args, message) in [
+            (
+                &["--id=instance-1", "--bogus=1"][..],
+                "unexpected argument '--bogus' found",
+            ),
+            (
+                &["-id", "instance-1", "-bogus", "1"][..],
+                "unexpected argument '--bogus' found",
+            ),
+            (
+                &["--lease-duration=15"][..],
+                "invalid value '15' for '--lease-duration <DURATION>'",
+            ),
+        ] {
+            let (code, stdout, stderr) = run_to_end(example, args);
+            assert_eq!(code, Some(2), "{example} {args:?}: {stdout}{stderr}");
+            assert!(stderr.contains(message), "{example} {args:?}: {stderr}");
+            assert!(
+                stderr.contains("try '--help'"),
+                "{example} {args:?}: {stderr}"
+            );
+        }
+    }
+}
+
+/// `--help` (and Go's `-help`, and `-h`) lists every flag and exits with status 0.
+#[test]
+fn help_lists_the_flags_of_each_example() {
+    let common = [
+        "--kubeconfig <PATH>",
+        "--id <ID>",
+        "--lease-lock-name <NAME",
+        "--lease-lock-namespace <NAMESPACE>",
+        "--lease-duration <DURATION>",
+        "--renew-deadline <DURATION>",
+        "--retry-period <DURATION>",
+        "--help",
+    ];
+    let own: [&[&str]; 3] = [
+        &["--work-interval <DURATION>", "--timestamps"],
+        &["--health-port <PORT>"],
+        &["--selector <SELECTOR>"],
+    ];
+    for ((example, _), own) in CLIENT_GO_EXAMPLES.into_iter().zip(own) {
+        for help in ["--help", "-help", "-h"] {
+            let (code, stdout, stderr) = run_to_end(example, &[help]);
+            assert_eq!(code, Some(0), "{example} {help}: {stderr}");
+            for flag in common.iter().chain(own) {
+                assert!(
+                    stdout.contains(flag),
+                    "{example} {help} lacks {flag}:\n{stdout}"
+                );
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! control plane and points `LEADER_TEST_CONTROL_PLANE` at it. To run them by hand, start one with
 //! `make control-plane` and export what it prints, then `cargo test --test cluster`.
 
+mod controller;
 mod deploy;
 mod election;
 mod events_and_labels;

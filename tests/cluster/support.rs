@@ -215,21 +215,35 @@ impl Candidate {
         leases: &[String],
         options: &[&str],
     ) -> Self {
+        let kubeconfig = cluster.kubeconfig(Identity::Admin);
+        let mut args = vec!["--kubeconfig".into(), kubeconfig.into_os_string()];
+        let flags = [
+            "--id",
+            id,
+            "--lease-lock-namespace",
+            namespace,
+            "--lease-lock-name",
+            &leases.join(","),
+        ];
+        args.extend(flags.iter().chain(options).map(Into::into));
+        Self::launch(binary, implementation, id, &args)
+    }
+
+    /// Starts `examples/<example>.rs` with exactly `args`; `id` names it in failure messages.
+    pub(crate) fn start_with_args(example: &str, id: &str, args: &[String]) -> Self {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        Self::launch(example_binary(example), Implementation::Rust, id, &args)
+    }
+
+    fn launch(
+        binary: PathBuf,
+        implementation: Implementation,
+        id: &str,
+        args: &[std::ffi::OsString],
+    ) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(&binary)
-            .args([
-                "--kubeconfig".as_ref(),
-                cluster.kubeconfig(Identity::Admin).as_os_str(),
-            ])
-            .args([
-                "--id",
-                id,
-                "--lease-lock-namespace",
-                namespace,
-                "--lease-lock-name",
-                &leases.join(","),
-            ])
-            .args(options)
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
