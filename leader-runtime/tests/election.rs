@@ -21,8 +21,13 @@ fn key() -> LeaseKey {
 }
 
 async fn replica(store: &InMemoryLeaseStore, identity: &str) -> Runtime {
+    replica_over(store.clone(), identity).await
+}
+
+/// A runtime for the replica `identity` over any store.
+async fn replica_over(store: impl LeaseStore, identity: &str) -> Runtime {
     Runtime::builder()
-        .store(store.clone())
+        .store(store)
         .identity(identity)
         .namespace(NAMESPACE)
         .build()
@@ -926,13 +931,7 @@ fn lead_many(
 #[tokio::test(start_paused = true)]
 async fn starting_followers_wait_for_the_feeds_first_list_instead_of_a_get_each() {
     let store = Recorded::new(Duration::from_millis(300));
-    let a = Runtime::builder()
-        .store(store.clone())
-        .identity("a")
-        .namespace(NAMESPACE)
-        .build()
-        .await
-        .unwrap();
+    let a = replica_over(store.clone(), "a").await;
     let terms = lead_many(&a, 100);
     sleep(10 * SECOND).await;
     assert_eq!(store.made("create").len(), 100, "every lease created once");
@@ -948,13 +947,7 @@ async fn starting_followers_wait_for_the_feeds_first_list_instead_of_a_get_each(
 
     // A feed that never lists: each lease is read after one retry period.
     let silent = Recorded::new(Duration::from_secs(3600));
-    let b = Runtime::builder()
-        .store(silent.clone())
-        .identity("b")
-        .namespace(NAMESPACE)
-        .build()
-        .await
-        .unwrap();
+    let b = replica_over(silent.clone(), "b").await;
     let started = Instant::now();
     let _terms = lead_many(&b, 10);
     sleep(10 * SECOND).await;
@@ -972,13 +965,7 @@ async fn starting_followers_wait_for_the_feeds_first_list_instead_of_a_get_each(
 #[tokio::test(start_paused = true)]
 async fn the_renews_of_leases_taken_together_are_spread_over_the_retry_period() {
     let store = Recorded::new(Duration::ZERO);
-    let a = Runtime::builder()
-        .store(store.clone())
-        .identity("a")
-        .namespace(NAMESPACE)
-        .build()
-        .await
-        .unwrap();
+    let a = replica_over(store.clone(), "a").await;
     let _terms = lead_many(&a, 200);
     sleep(5 * SECOND).await;
     let renews = store.made("replace");
