@@ -5,7 +5,7 @@
 //! clap reads a single dash as a cluster of one-letter flags (`-id` as `-i -d`), so [`parse`]
 //! first rewrites Go's single-dash long flags to double-dash ones. Only arguments in flag
 //! position are rewritten (not the value of a flag that takes one, not after `--`), and `-h`
-//! stays clap's short help.
+//! stays clap's short help. A flag given twice takes its last value, as in Go.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -71,10 +71,16 @@ async fn client_from(path: &std::path::Path) -> Result<kube::Client, Box<dyn std
     Ok(kube::Client::try_from(config)?)
 }
 
-/// Parses the process's arguments into `T`, Go's forms included; on a mistake, or for `--help`,
-/// prints what clap says and exits (status 2 for a mistake, 0 for help).
+/// Parses the process's arguments into `T`, Go's forms included, and as Go does, the last of a
+/// repeated flag wins; on a mistake, or for `--help`, prints what clap says and exits (status 2
+/// for a mistake, 0 for help).
 pub(crate) fn parse<T: Parser>() -> T {
-    T::parse_from(go_style(std::env::args_os(), &T::command()))
+    let mut command = T::command().args_override_self(true);
+    let args = go_style(std::env::args_os(), &command);
+    let mut matches = command
+        .try_get_matches_from_mut(args)
+        .unwrap_or_else(|e| e.exit());
+    T::from_arg_matches_mut(&mut matches).unwrap_or_else(|error| error.format(&mut command).exit())
 }
 
 /// `args` (the program name first) with every single-dash long flag in flag position written

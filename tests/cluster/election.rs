@@ -8,7 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher;
-use leader::runtime::{ElectionConfig, Runtime};
+use leader::runtime::{ElectionConfig, LeaseStatus, Runtime};
 
 use crate::support::{Candidate, ControlPlane, FAST_TIMINGS, Identity, control_plane};
 
@@ -348,19 +348,26 @@ async fn an_identity_without_rights_sees_the_rbac_rule_in_status_and_health() {
         async move { election.lead(|_| async {}).await }
     });
     let mut status = election.status();
-    let status = tokio::time::timeout(20 * SECOND, status.wait_for(|s| s.permission_denied))
+    // Both its list (the feed) and its own requests are refused; each says why.
+    let refused = |s: &LeaseStatus| s.permission_denied && s.last_error.is_some();
+    let refused = status.wait_for(|s| refused(s) && s.watch_error.is_some());
+    let status = tokio::time::timeout(20 * SECOND, refused)
         .await
         .unwrap()
         .unwrap()
         .clone();
-    let message = status.last_error.unwrap();
-    for expected in [
-        "`leader-test-unprivileged`",
-        "leases.coordination.k8s.io",
-        &format!("namespace `{namespace}`"),
-        "verbs: [\"get\", \"list\", \"watch\", \"create\", \"update\"]",
+    for (message, verb) in [
+        (status.last_error.unwrap(), "get"),
+        (status.watch_error.unwrap(), "list"),
     ] {
-        assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        for expected in [
+            "`leader-test-unprivileged`",
+            &format!("may not {verb} leases.coordination.k8s.io"),
+            &format!("namespace `{namespace}`"),
+            "verbs: [\"get\", \"list\", \"watch\", \"create\", \"update\"]",
+        ] {
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        }
     }
     let health = election
         .health_check(Duration::ZERO)

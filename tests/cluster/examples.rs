@@ -261,7 +261,8 @@ async fn each_example_takes_the_command_line_of_client_gos_tutorial() {
 }
 
 /// `--kubeconfig`, `--id`, `--lease-lock-name` and `--lease-lock-namespace` in each form Go
-/// takes: every example leads the named lease in the named namespace as `instance-1`.
+/// takes, `--id` twice: every example leads the named lease in the named namespace as
+/// `instance-1`.
 #[tokio::test]
 async fn each_example_takes_client_gos_flags_in_every_form_go_accepts() {
     let cluster = control_plane();
@@ -274,6 +275,8 @@ async fn each_example_takes_client_gos_flags_in_every_form_go_accepts() {
             let lease = format!("{example}-{i}");
             let args = form.write(&[
                 ("kubeconfig", kubeconfig),
+                // Given twice: the last one wins, as in Go.
+                ("id", "instance-0"),
                 ("id", "instance-1"),
                 ("lease-lock-name", &lease),
                 ("lease-lock-namespace", &namespace),
