@@ -375,8 +375,8 @@ impl PrivatePlane {
     }
 
     /// Asks the launcher to restart kube-apiserver or etcd, and returns once it reports the
-    /// restarted server ready.
-    async fn restart(&self, kind: Kind) {
+    /// restarted server ready, with when it saw the report (within 50 ms).
+    async fn restart(&self, kind: Kind) -> Instant {
         let (signal, counter) = match kind {
             Kind::RestartApiserver => ("USR1", "kube_apiserver_restarts"),
             Kind::RestartEtcd => ("USR2", "etcd_restarts"),
@@ -398,6 +398,7 @@ impl PrivatePlane {
             );
             tokio::time::sleep(50 * MILLISECOND).await;
         }
+        Instant::now()
     }
 }
 
@@ -505,6 +506,8 @@ struct Fleet<'a> {
 struct Injected {
     leader: usize,
     at: Instant,
+    /// For a control-plane restart: when the launcher reported the restarted server ready.
+    server_ready: Option<Instant>,
 }
 
 /// The fleet and the implementation of the leader to fault, by the campaign-wide trial number.
@@ -715,7 +718,11 @@ impl<'a> Fleet<'a> {
                     self.toxiproxy
                         .remove_toxic(&proxy, toxic["name"].as_str().expect("named"));
                 }
-                Injected { leader, at }
+                Injected {
+                    leader,
+                    at,
+                    server_ready: None,
+                }
             }
             Kind::Pause => {
                 let candidate = &self.members[leader].candidate;
@@ -737,7 +744,11 @@ impl<'a> Fleet<'a> {
                 while leads(candidate) && Instant::now() < deadline {
                     tokio::time::sleep(20 * MILLISECOND).await;
                 }
-                Injected { leader, at }
+                Injected {
+                    leader,
+                    at,
+                    server_ready: None,
+                }
             }
             Kind::Kill => {
                 self.members[leader].candidate.signal("KILL");
@@ -748,7 +759,11 @@ impl<'a> Fleet<'a> {
                     "killed with SIGKILL"
                 );
                 self.await_handover(leader, 30 * SECOND).await;
-                Injected { leader, at }
+                Injected {
+                    leader,
+                    at,
+                    server_ready: None,
+                }
             }
             Kind::RestartApiserver | Kind::RestartEtcd => {
                 unreachable!("restarts are injected on the whole control plane")
@@ -872,6 +887,7 @@ impl<'a> Fleet<'a> {
             client_go_overlaps: Vec::new(),
             foreign_releases: Vec::new(),
             paused: None,
+            recovery: None,
             notes: self.notes.clone(),
             transcript: String::new(),
         };
@@ -951,6 +967,12 @@ impl<'a> Fleet<'a> {
             let end = interval.end_time().unwrap_or(shutdown_at);
             // Intervals are sorted by start: the next one is the next leadership, which may
             // have begun before this one ended (an overlap, a negative gap).
+            if let (Some(ready), Some(next)) = (injected.server_ready, intervals.get(index + 1)) {
+                result.recovery = Some(Recovery {
+                    led_after_restart_ms: duration_ms_signed(injected.at, end),
+                    next_after_ready_ms: duration_ms_signed(ready, next.start),
+                });
+            }
             result.outcome = match intervals.get(index + 1) {
                 Some(next) => Outcome::Handover {
                     next: next.implementation,
@@ -994,28 +1016,27 @@ impl<'a> Fleet<'a> {
                 && history[i - 1].holder.is_none()
                 && history[i - 2].holder.as_deref() == Some(ours.id.as_str())
         })?;
-        let ours_member = self.members.iter().find(|m| m.candidate.id == ours.id)?;
-        if ours_member
-            .candidate
-            .seen
-            .iter()
-            .any(|(_, line)| line.contains("shutting down"))
-        {
-            let shut = ours_member
-                .candidate
-                .seen
-                .iter()
-                .find(|(_, l)| l.contains("shutting down"))?
-                .0;
-            if shut <= history[taken - 1].seen_at {
-                return None; // our own release at shutdown: no excuse
-            }
+        if self.shut_down_by(&ours.id, history[taken - 1].seen_at) {
+            return None; // our own release at shutdown: no excuse
         }
         let end = ours.end_time()?;
         Some(ForeignRelease {
             ours: ours.id.clone(),
             go: later.id.clone(),
             overlap_ms: duration_ms(later.start, end),
+        })
+    }
+
+    /// Whether our candidate `id` had begun shutting down (the only time it releases a lease)
+    /// by `at`.
+    fn shut_down_by(&self, id: &str, at: Instant) -> bool {
+        let member = self.members.iter().find(|m| m.candidate.id == id);
+        member.is_some_and(|member| {
+            member
+                .candidate
+                .seen
+                .iter()
+                .any(|(when, line)| line.contains("shutting down") && *when <= at)
         })
     }
 
@@ -1051,14 +1072,26 @@ impl<'a> Fleet<'a> {
                     .checked_sub(2)
                     .map(|i| &history[i])
                     .ok_or("a release with no holder before it")?;
-                if before.holder.as_deref() != Some(earlier.id.as_str()) {
+                let release_to_takeover_ms = duration_ms(previous.seen_at, history[taken].seen_at);
+                if before.holder.as_deref() == Some(earlier.id.as_str()) {
+                    Takeover::Released {
+                        release_to_takeover_ms,
+                    }
+                } else if before.holder.as_deref() == Some(later.id.as_str())
+                    && later.implementation == Implementation::Rust
+                    && !self.shut_down_by(&later.id, previous.seen_at)
+                {
+                    // Our own live record was released, not by us (we release only at
+                    // shutdown, which had not come): client-go's stale `release()` (see
+                    // `explain_foreign_release`). We took the released lease back by the rules.
+                    Takeover::ReleasedByAnother {
+                        release_to_takeover_ms,
+                    }
+                } else {
                     return Err(format!(
                         "released by {:?}, not by {}",
                         before.holder, earlier.id
                     ));
-                }
-                Takeover::AfterRelease {
-                    release_to_takeover_ms: duration_ms(previous.seen_at, history[taken].seen_at),
                 }
             }
             Some(holder) if holder == earlier.id => {
@@ -1071,7 +1104,7 @@ impl<'a> Fleet<'a> {
                         later.id, earlier.id
                     ));
                 }
-                Takeover::AfterExpiry {
+                Takeover::Expired {
                     since_last_renew_ms: unchanged.as_secs_f64() * 1e3,
                 }
             }
@@ -1081,8 +1114,16 @@ impl<'a> Fleet<'a> {
         };
         // How long the Go leader's work went on after the lease was no longer its own.
         let (lost_at, last_renew) = match how {
-            Takeover::AfterRelease { .. } => (previous.seen_at, &history[taken - 2]),
-            Takeover::AfterExpiry { .. } => (previous.seen_at + LEASE_DURATION, previous),
+            Takeover::Released { .. } => (previous.seen_at, &history[taken - 2]),
+            Takeover::Expired { .. } => (previous.seen_at + LEASE_DURATION, previous),
+            Takeover::ReleasedByAnother { .. } => {
+                let own = history[..taken]
+                    .iter()
+                    .rev()
+                    .find(|record| record.holder.as_deref() == Some(earlier.id.as_str()))
+                    .ok_or("the Go leader's record is not in the history")?;
+                (own.seen_at + LEASE_DURATION, own)
+            }
         };
         // client-go's renew loop runs a RetryPeriod after its last success and gives up a
         // RenewDeadline later; it cancels the work's context only after `release()` returns.
@@ -1241,8 +1282,17 @@ enum Outcome {
 
 #[derive(Clone, Debug)]
 enum Takeover {
-    AfterRelease { release_to_takeover_ms: f64 },
-    AfterExpiry { since_last_renew_ms: f64 },
+    Released {
+        release_to_takeover_ms: f64,
+    },
+    Expired {
+        since_last_renew_ms: f64,
+    },
+    /// The Go leader's lease had expired and gone to our candidate; a client-go `release()`
+    /// then wrote our live record away, and our candidate took the released lease again.
+    ReleasedByAnother {
+        release_to_takeover_ms: f64,
+    },
 }
 
 /// Our leader's live lease written away by a client-go peer's stale release.
@@ -1295,8 +1345,20 @@ struct TrialResult {
     /// Overlaps after a client-go peer released our live lease (see `explain_foreign_release`).
     foreign_releases: Vec<ForeignRelease>,
     paused: Option<PausedResult>,
+    /// For a control-plane restart followed by a handover: when leadership ended and resumed.
+    recovery: Option<Recovery>,
     notes: Vec<String>,
     transcript: String,
+}
+
+/// How a leadership went through a control-plane restart (the restart began at the signal).
+#[derive(Clone, Debug)]
+struct Recovery {
+    /// From the restart's signal to the end of the faulted leader's leadership.
+    led_after_restart_ms: f64,
+    /// From the restarted server's reported readiness to the start of the next leadership
+    /// (negative: it began before the launcher's readiness report was seen).
+    next_after_ready_ms: f64,
 }
 
 impl TrialResult {
@@ -1398,13 +1460,14 @@ async fn restart_batch(
         leaders.push(leader);
     }
     let at = Instant::now();
-    private.restart(kind).await;
-    let results = future::join_all(
-        fleets
-            .into_iter()
-            .zip(leaders)
-            .map(|(fleet, leader)| fleet.finish(Injected { leader, at })),
-    )
+    let server_ready = Some(private.restart(kind).await);
+    let results = future::join_all(fleets.into_iter().zip(leaders).map(|(fleet, leader)| {
+        fleet.finish(Injected {
+            leader,
+            at,
+            server_ready,
+        })
+    }))
     .await;
     for result in &results {
         eprintln!("fault campaign: {}", result.summary());
@@ -1675,6 +1738,44 @@ impl<'a> Summary<'a> {
         text
     }
 
+    /// For control-plane restarts, by the faulted leader's implementation: how long it kept
+    /// leading into the restart, and how soon after the server was ready the next leader began.
+    fn recovery_table(&self) -> String {
+        let mut text = String::from(
+            "| fault | faulted leader | trials | led on after the restart began, p50 / max (ms) | next leader after the server was ready, p50 / p99 / max (ms) |\n\
+             |---|---|---:|---:|---:|\n",
+        );
+        for &kind in self.settings.kinds.iter().filter(|kind| kind.is_restart()) {
+            for implementation in [Implementation::Rust, Implementation::Go] {
+                let recoveries: Vec<&Recovery> = self
+                    .of_kind(kind)
+                    .filter(|r| r.faulted == implementation)
+                    .filter_map(|r| r.recovery.as_ref())
+                    .collect();
+                if recoveries.is_empty() {
+                    continue;
+                }
+                let mut led: Vec<f64> = recoveries.iter().map(|r| r.led_after_restart_ms).collect();
+                led.sort_by(f64::total_cmp);
+                let mut next: Vec<f64> = recoveries.iter().map(|r| r.next_after_ready_ms).collect();
+                let faulted = match implementation {
+                    Implementation::Rust => "ours",
+                    Implementation::Go => "Go peer",
+                };
+                let _ = writeln!(
+                    text,
+                    "| {} | {faulted} | {} | {:.0} / {:.0} | {} |",
+                    kind.name(),
+                    recoveries.len(),
+                    led[(led.len() - 1) / 2],
+                    led[led.len() - 1],
+                    gap_stats(&mut next).replace(" | ", " / ")
+                );
+            }
+        }
+        text
+    }
+
     fn paused_table(&self) -> String {
         let mut text = String::from(
             "| paused leader | trials | stopped leading before any further unit of work | started another unit of work after SIGCONT | token below the new leader's | SIGCONT to `stopped leading`, p50 / max (ms) | pause p50 (ms) |\n\
@@ -1764,22 +1865,24 @@ impl<'a> Summary<'a> {
             return "No overlap with a client-go leader as the earlier one was seen.\n".into();
         }
         let mut by_kind: BTreeMap<Kind, Vec<f64>> = BTreeMap::new();
-        let (mut released, mut expired) = (0, 0);
+        let (mut released, mut expired, mut foreign) = (0, 0, 0);
         for (result, overlap) in &overlaps {
             by_kind
                 .entry(result.kind)
                 .or_default()
                 .push(overlap.overlap_ms);
             match overlap.how {
-                Takeover::AfterRelease { .. } => released += 1,
-                Takeover::AfterExpiry { .. } => expired += 1,
+                Takeover::Released { .. } => released += 1,
+                Takeover::Expired { .. } => expired += 1,
+                Takeover::ReleasedByAnother { .. } => foreign += 1,
             }
         }
         let mut text = format!(
             "{} overlap(s) with the client-go peer as the earlier leader: the next leader took \
              over by the rules ({released} after a release written by the Go leader, {expired} \
-             after its record had stood unchanged for the lease duration) while the Go leader's \
-             `OnStartedLeading` context was still live.\n\n\
+             after its record had stood unchanged for the lease duration, {foreign} after a \
+             client-go release written over our candidate's own live record) while the Go \
+             leader's `OnStartedLeading` context was still live.\n\n\
              | fault | overlaps | overlap p50 (ms) | overlap max (ms) |\n|---|---:|---:|---:|\n",
             overlaps.len()
         );
@@ -1797,18 +1900,27 @@ impl<'a> Summary<'a> {
         text.push_str("\nEach one, with its evidence:\n\n");
         for (result, overlap) in &overlaps {
             let how = match overlap.how {
-                Takeover::AfterRelease {
+                Takeover::Released {
                     release_to_takeover_ms,
                 } => format!(
                     "the Go leader released the lease (holder emptied, leaseDurationSeconds 1); \
                      {} took over {release_to_takeover_ms:.0} ms later",
                     overlap.later
                 ),
-                Takeover::AfterExpiry {
+                Takeover::Expired {
                     since_last_renew_ms,
                 } => format!(
                     "the Go leader's last renew stood unchanged for {since_last_renew_ms:.0} ms \
                      (lease duration 4000 ms) before {} took over",
+                    overlap.later
+                ),
+                Takeover::ReleasedByAnother {
+                    release_to_takeover_ms,
+                } => format!(
+                    "the Go leader's lease expired and {0} took it; then a release (holder \
+                     emptied) was written over {0}'s live record, which {0} had not written (it \
+                     had not begun shutting down), and {0} took the released lease again \
+                     {release_to_takeover_ms:.0} ms later",
                     overlap.later
                 ),
             };
@@ -1862,6 +1974,22 @@ impl<'a> Summary<'a> {
         );
         text.push_str("### By implementation\n\n");
         text.push_str(&self.split_table());
+        if self.settings.kinds.iter().any(|kind| kind.is_restart()) {
+            text.push_str("\n### Control-plane restarts: when leadership ends and resumes\n\n");
+            text.push_str(&self.recovery_table());
+            text.push_str(
+                "\nThe gap above runs from the end of the faulted leadership to the start of the \
+                 next, so it also counts how long the faulted leader kept leading into the outage: \
+                 our leader stops at its renew deadline (3 s after its last renew), while the \
+                 client-go leader keeps its context until its renew loop and `release()` give up \
+                 on a connection the stopping server no longer answers. The recovery itself is the \
+                 last column: from the launcher's report that the restarted server is ready to the \
+                 next leadership, the same reference for both implementations. The report comes \
+                 up to about a second after the server serves again (the launcher waits for \
+                 `/readyz`, then finishes its own start-up steps and writes its state file), so \
+                 values below zero mean the next leader began before the report.\n",
+            );
+        }
         text.push_str("\n## Paused leaders (SIGSTOP > lease duration, then SIGCONT)\n\n");
         text.push_str(&self.paused_table());
         text.push_str(
