@@ -38,10 +38,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,8 @@ use crate::leadership::{
     overlapping_pairs, report, stamped,
 };
 use crate::support::{
-    Candidate, ControlPlane, FAST_TIMINGS, Identity, Implementation, control_plane,
+    Candidate, ControlPlane, FAST_TIMINGS, Identity, Implementation, PrivatePlane, Server,
+    control_plane,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -329,92 +330,6 @@ impl Drop for Toxiproxy {
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
     listener.local_addr().expect("local address").port()
-}
-
-// ---------------------------------------------------------------------------------------------
-// A private control plane for the restart faults.
-
-/// `launcher serve --stop-on-stdin-eof` as a child: it tears its control plane down when this
-/// struct drops the pipe to its stdin, or when this process dies in any way.
-struct PrivatePlane {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    _stdout: ChildStdout,
-    plane: ControlPlane,
-}
-
-impl PrivatePlane {
-    fn start(launcher: &Path) -> PrivatePlane {
-        let mut child = Command::new(launcher)
-            .args(["serve", "--stop-on-stdin-eof"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting {}: {error}", launcher.display()));
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut reader = BufReader::new(stdout);
-        let prefix = "export LEADER_TEST_CONTROL_PLANE=";
-        let mut line = String::new();
-        let state_dir = loop {
-            line.clear();
-            let read = reader
-                .read_line(&mut line)
-                .expect("reading the launcher's exports");
-            assert!(read > 0, "the private launcher exited before it was ready");
-            if let Some(dir) = line.trim_end().strip_prefix(prefix) {
-                break PathBuf::from(dir);
-            }
-        };
-        PrivatePlane {
-            child,
-            stdin,
-            _stdout: reader.into_inner(),
-            plane: ControlPlane::at(state_dir),
-        }
-    }
-
-    /// Asks the launcher to restart kube-apiserver or etcd, and returns once it reports the
-    /// restarted server ready, with when it saw the report (within 50 ms).
-    async fn restart(&self, kind: Kind) -> Instant {
-        let (signal, counter) = match kind {
-            Kind::RestartApiserver => ("USR1", "kube_apiserver_restarts"),
-            Kind::RestartEtcd => ("USR2", "etcd_restarts"),
-            _ => unreachable!("{kind:?} is no restart"),
-        };
-        let info = self.plane.info();
-        let before = info[counter].as_u64().expect("a restart count");
-        let launcher = info["launcher_pid"].as_u64().expect("launcher_pid");
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), launcher.to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -{signal} {launcher} failed");
-        let deadline = Instant::now() + 90 * SECOND;
-        while self.plane.info()[counter].as_u64() == Some(before) {
-            assert!(
-                Instant::now() < deadline,
-                "the launcher did not report {counter} > {before} within 90 s"
-            );
-            tokio::time::sleep(50 * MILLISECOND).await;
-        }
-        Instant::now()
-    }
-}
-
-impl Drop for PrivatePlane {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + 30 * SECOND;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(50 * MILLISECOND);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1460,7 +1375,12 @@ async fn restart_batch(
         leaders.push(leader);
     }
     let at = Instant::now();
-    let server_ready = Some(private.restart(kind).await);
+    let server = match kind {
+        Kind::RestartApiserver => Server::ApiServer,
+        Kind::RestartEtcd => Server::Etcd,
+        _ => unreachable!("{kind:?} is no restart"),
+    };
+    let server_ready = Some(private.restart(server).await);
     let results = future::join_all(fleets.into_iter().zip(leaders).map(|(fleet, leader)| {
         fleet.finish(Injected {
             leader,

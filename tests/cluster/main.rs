@@ -10,6 +10,7 @@ mod election;
 mod events_and_labels;
 mod examples;
 mod faults;
+mod gone;
 mod interop;
 mod kube_store;
 mod leadership;

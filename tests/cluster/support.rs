@@ -1,7 +1,10 @@
 //! Access to the local control plane that `tests/control-plane/launcher` started for this run.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Namespace;
@@ -581,4 +584,98 @@ pub(crate) fn kubectl(kubeconfig: &Path, args: &[&str], stdin: &str) -> String {
         String::from_utf8_lossy(&output.stderr).trim()
     );
     String::from_utf8(output.stdout).expect("kubectl prints UTF-8")
+}
+
+// ---------------------------------------------------------------------------------------------
+// A private control plane, for tests that restart its servers.
+
+/// A server of a [`PrivatePlane`] to restart.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Server {
+    ApiServer,
+    Etcd,
+}
+
+/// `launcher serve --stop-on-stdin-eof` as a child: it tears its control plane down when this
+/// struct drops the pipe to its stdin, or when this process dies in any way.
+pub(crate) struct PrivatePlane {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    _stdout: ChildStdout,
+    /// Its servers, as the shared control plane's.
+    pub(crate) plane: ControlPlane,
+}
+
+impl PrivatePlane {
+    /// Starts one with `launcher`; blocks until it is ready.
+    pub(crate) fn start(launcher: &Path) -> PrivatePlane {
+        let mut child = Command::new(launcher)
+            .args(["serve", "--stop-on-stdin-eof"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {}: {error}", launcher.display()));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut reader = BufReader::new(stdout);
+        let prefix = "export LEADER_TEST_CONTROL_PLANE=";
+        let mut line = String::new();
+        let state_dir = loop {
+            line.clear();
+            let read = reader
+                .read_line(&mut line)
+                .expect("reading the launcher's exports");
+            assert!(read > 0, "the private launcher exited before it was ready");
+            if let Some(dir) = line.trim_end().strip_prefix(prefix) {
+                break PathBuf::from(dir);
+            }
+        };
+        PrivatePlane {
+            child,
+            stdin,
+            _stdout: reader.into_inner(),
+            plane: ControlPlane::at(state_dir),
+        }
+    }
+
+    /// Asks the launcher to restart kube-apiserver or etcd, and returns once it reports the
+    /// restarted server ready, with when it saw the report (within 50 ms).
+    pub(crate) async fn restart(&self, server: Server) -> Instant {
+        let (signal, counter) = match server {
+            Server::ApiServer => ("USR1", "kube_apiserver_restarts"),
+            Server::Etcd => ("USR2", "etcd_restarts"),
+        };
+        let info = self.plane.info();
+        let before = info[counter].as_u64().expect("a restart count");
+        let launcher = info["launcher_pid"].as_u64().expect("launcher_pid");
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), launcher.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} {launcher} failed");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self.plane.info()[counter].as_u64() == Some(before) {
+            assert!(
+                Instant::now() < deadline,
+                "the launcher did not report {counter} > {before} within 90 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Instant::now()
+    }
+}
+
+impl Drop for PrivatePlane {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
