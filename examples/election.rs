@@ -67,10 +67,15 @@ macro_rules! say {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // By default: warnings, and what the runtime says about the API server's reachability and
+    // its elections. Not kube-client's own log, which has a line for every failed request (the
+    // runtime says the same once per problem, then every 30 s, and when it ends).
+    let default_filter = "warn,leader_runtime=info,kube_client=off";
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .init();
     let options: Options = flags::parse();

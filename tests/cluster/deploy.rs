@@ -9,9 +9,8 @@
 //! environment and answers the Deployment's probes on the port they name.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,9 @@ use leader::runtime::{
 };
 use serde_json::Value;
 
-use crate::support::{ControlPlane, FAST_TIMINGS, Identity, control_plane};
+use crate::support::{
+    ControlPlane, FAST_TIMINGS, Identity, Process, Stream, control_plane, example_binary,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 /// The lease the Deployment's args name.
@@ -100,7 +101,7 @@ async fn manifests_apply_and_grant_exactly_what_the_runtime_needs() {
 
     // A candidate with the ServiceAccount's token leads, renews without refusals, and releases.
     let leases: Api<Lease> = Api::namespaced(admin.clone(), namespace);
-    let mut candidate = Process::start_candidate(&installed);
+    let mut candidate = start_candidate(&installed);
     let leading = format!("{CANDIDATE}: leading {LEASE}");
     candidate.wait_for(Stream::Out, &leading, 20 * SECOND).await;
     let first = leases.get(LEASE).await.expect("reading the lease");
@@ -278,7 +279,7 @@ async fn missing_verb(verb: &'static str, installed: Installed, admin: Client) -
     wait_for_lease_grants(&admin, &installed.user, &namespace, &granted).await;
 
     let leases: Api<Lease> = Api::namespaced(admin, &namespace);
-    let mut candidate = Process::start_candidate(&installed);
+    let mut candidate = start_candidate(&installed);
     let leading = format!("{CANDIDATE}: leading {LEASE}");
     let stopped = format!("{CANDIDATE}: stopped leading {LEASE}");
     let refusal = refusal_text(&installed.user, verb, &namespace);
@@ -378,7 +379,7 @@ async fn a_role_without_the_event_rule_warns_once_and_the_election_goes_on() {
     )
     .await;
     let leases: Api<Lease> = Api::namespaced(admin, &installed.namespace);
-    let mut candidate = Process::start_candidate(&installed);
+    let mut candidate = start_candidate(&installed);
     let leading = format!("{CANDIDATE}: leading {LEASE}");
     candidate.wait_for(Stream::Out, &leading, 20 * SECOND).await;
     let refusal = format!(
@@ -871,185 +872,17 @@ fn write_kubeconfig(dir: &TempDir, user: &str, token: &str) -> PathBuf {
     path
 }
 
-/// The path of a compiled example: the test binary is `target/<profile>/deps/cluster-*`, the
-/// examples are in `target/<profile>/examples/`.
-fn example_binary(name: &str) -> PathBuf {
-    let test_binary = std::env::current_exe().expect("locating the test binary");
-    let profile_dir = test_binary
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test binary>");
-    let binary = profile_dir.join("examples").join(name);
-    assert!(
-        binary.is_file(),
-        "{} is missing; `cargo test` builds the examples (or `cargo build --examples`)",
-        binary.display()
-    );
-    binary
-}
-
-// ----- processes -----
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stream {
-    Out,
-    Err,
-}
-
-/// A line of output and when it was read.
-type Line = (Instant, Stream, String);
-
-/// A child process whose stdout and stderr are read line by line; killed when dropped, so that
-/// no candidate outlives a failed test.
-struct Process {
-    child: Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<Line>,
-    seen: Vec<Line>,
-}
-
-impl Process {
-    /// The `election` example with the fast timings, authenticating with `installed`'s
-    /// kubeconfig, logging the runtime's warnings (and nothing else) to stderr.
-    fn start_candidate(installed: &Installed) -> Self {
-        let mut command = Command::new(example_binary("election"));
-        command
-            .arg("--kubeconfig")
-            .arg(&installed.kubeconfig)
-            .args(["--id", CANDIDATE, "--lease-lock-name", LEASE])
-            .args(["--lease-lock-namespace", &installed.namespace])
-            .args(FAST_TIMINGS)
-            .env("RUST_LOG", "leader_runtime=warn")
-            .env("NO_COLOR", "1");
-        Process::start(command)
-    }
-
-    fn start(mut command: Command) -> Self {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting {command:?}: {error}"));
-        let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        read_lines(stdout, Stream::Out, sender.clone());
-        read_lines(stderr, Stream::Err, sender);
-        Process {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits up to `limit` for a line on `stream` containing `text`; returns when it was read.
-    async fn wait_for(&mut self, stream: Stream, text: &str, limit: Duration) -> Instant {
-        let found = |line: &Line| line.1 == stream && line.2.contains(text);
-        if let Some(line) = self.seen.iter().find(|line| found(line)) {
-            return line.0;
-        }
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) => {
-                    let at = found(&line).then_some(line.0);
-                    self.seen.push(line);
-                    if let Some(at) = at {
-                        return at;
-                    }
-                }
-                Ok(None) => panic!(
-                    "the candidate exited without printing {text:?} on {stream:?}; it printed {:#?}",
-                    self.seen
-                ),
-                Err(_) => panic!(
-                    "the candidate did not print {text:?} on {stream:?} within {limit:?}; it \
-                     printed {:#?}",
-                    self.seen
-                ),
-            }
-        }
-    }
-
-    /// The lines read so far on `stream` that contain `text`.
-    fn matching(&mut self, stream: Stream, text: &str) -> Vec<String> {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        let lines = self.seen.iter().filter(|line| line.1 == stream);
-        lines
-            .filter(|line| line.2.contains(text))
-            .map(|line| line.2.clone())
-            .collect()
-    }
-
-    fn printed(&mut self, stream: Stream, text: &str) -> bool {
-        !self.matching(stream, text).is_empty()
-    }
-
-    /// Sends a signal (`TERM`, `KILL`) to the process.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), pid])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -{signal} failed");
-    }
-
-    /// Waits up to `limit` for the process to exit; whether it exited successfully.
-    async fn exited_successfully(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for the candidate") {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "the candidate did not exit");
-            tokio::time::sleep(SECOND / 20).await;
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends each line of `output` to `sender` from a thread of its own, without terminal colours.
-fn read_lines(
-    output: impl Read + Send + 'static,
-    stream: Stream,
-    sender: tokio::sync::mpsc::UnboundedSender<Line>,
-) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(output).lines() {
-            let Ok(line) = line else { return };
-            if sender
-                .send((Instant::now(), stream, strip_colours(&line)))
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-}
-
-/// `line` without ANSI escape sequences (`ESC [ ... letter`).
-fn strip_colours(line: &str) -> String {
-    let mut plain = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
+/// The `election` example with the fast timings, authenticating with `installed`'s
+/// kubeconfig, logging the runtime's warnings (and nothing else) to stderr.
+fn start_candidate(installed: &Installed) -> Process {
+    let mut command = Command::new(example_binary("election"));
+    command
+        .arg("--kubeconfig")
+        .arg(&installed.kubeconfig)
+        .args(["--id", CANDIDATE, "--lease-lock-name", LEASE])
+        .args(["--lease-lock-namespace", &installed.namespace])
+        .args(FAST_TIMINGS)
+        .env("RUST_LOG", "leader_runtime=warn")
+        .env("NO_COLOR", "1");
+    Process::start(command)
 }

@@ -15,5 +15,6 @@ mod interop;
 mod kube_store;
 mod leadership;
 mod lease_api;
+mod logging;
 mod node;
 mod support;

@@ -1,6 +1,6 @@
 //! Access to the local control plane that `tests/control-plane/launcher` started for this run.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -678,4 +678,188 @@ impl Drop for PrivatePlane {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes whose stdout and stderr are read line by line.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Out,
+    Err,
+}
+
+/// A line of output and when it was read.
+pub(crate) type Line = (Instant, Stream, String);
+
+/// A child process whose stdout and stderr are read line by line; killed when dropped, so that
+/// no candidate outlives a failed test.
+pub(crate) struct Process {
+    child: Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<Line>,
+    seen: Vec<Line>,
+}
+
+impl Process {
+    /// Starts `command` with its stdout and stderr piped and read.
+    pub(crate) fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {command:?}: {error}"));
+        let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        read_lines(stdout, Stream::Out, sender.clone());
+        read_lines(stderr, Stream::Err, sender);
+        Process {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `limit` for a line on `stream` containing `text`; returns when it was read.
+    pub(crate) async fn wait_for(
+        &mut self,
+        stream: Stream,
+        text: &str,
+        limit: Duration,
+    ) -> Instant {
+        self.wait_after(None, stream, text, limit).await
+    }
+
+    /// Like [`wait_for`](Self::wait_for), for a line read after `since` only.
+    pub(crate) async fn wait_after(
+        &mut self,
+        since: impl Into<Option<Instant>>,
+        stream: Stream,
+        text: &str,
+        limit: Duration,
+    ) -> Instant {
+        let since = since.into();
+        let found = |line: &Line| {
+            line.1 == stream && line.2.contains(text) && since.is_none_or(|since| line.0 >= since)
+        };
+        if let Some(line) = self.seen.iter().find(|line| found(line)) {
+            return line.0;
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    let at = found(&line).then_some(line.0);
+                    self.seen.push(line);
+                    if let Some(at) = at {
+                        return at;
+                    }
+                }
+                Ok(None) => panic!(
+                    "the candidate exited without printing {text:?} on {stream:?}; it printed {:#?}",
+                    self.seen
+                ),
+                Err(_) => panic!(
+                    "the candidate did not print {text:?} on {stream:?} within {limit:?}; it \
+                     printed {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// The lines read so far on `stream` that contain `text`.
+    pub(crate) fn matching(&mut self, stream: Stream, text: &str) -> Vec<String> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        let lines = self.seen.iter().filter(|line| line.1 == stream);
+        lines
+            .filter(|line| line.2.contains(text))
+            .map(|line| line.2.clone())
+            .collect()
+    }
+
+    /// The lines read on `stream` since `since`.
+    pub(crate) fn since(&mut self, since: Instant, stream: Stream) -> Vec<String> {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        let lines = self
+            .seen
+            .iter()
+            .filter(|line| line.1 == stream && line.0 >= since);
+        lines.map(|line| line.2.clone()).collect()
+    }
+
+    pub(crate) fn printed(&mut self, stream: Stream, text: &str) -> bool {
+        !self.matching(stream, text).is_empty()
+    }
+
+    /// Sends a signal (`TERM`, `KILL`) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; whether it exited successfully.
+    pub(crate) async fn exited_successfully(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the candidate") {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "the candidate did not exit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends each line of `output` to `sender` from a thread of its own, without terminal colours.
+fn read_lines(
+    output: impl Read + Send + 'static,
+    stream: Stream,
+    sender: tokio::sync::mpsc::UnboundedSender<Line>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines() {
+            let Ok(line) = line else { return };
+            if sender
+                .send((Instant::now(), stream, strip_colours(&line)))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
+/// `line` without ANSI escape sequences (`ESC [ ... letter`).
+fn strip_colours(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
