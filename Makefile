@@ -14,7 +14,7 @@ NODE_IMAGES = $$(python3 tests/node/images.py --out target/node/images pause="$$
 # plane's, as the dev-dependencies do.
 export K8S_OPENAPI_ENABLED_VERSION ?= 1.37
 
-.PHONY: test consumers control-plane node demo fault-campaign lint
+.PHONY: test consumers control-plane node node-campaign demo fault-campaign lint
 
 ## Every test: unit, doc, trybuild UI and integration tests against a real control plane, the
 ## attribute tests once more on one thread, the consumer crate, then the node tests against a
@@ -43,6 +43,17 @@ node:
 	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && \
 		cargo build --features http,metrics --example periodic --locked && images=$(NODE_IMAGES) && \
 		"$$bin/launcher" serve --node "$$node" --images "$$images"
+
+## Rolling updates on the test node (as root): 20 `kubectl rollout restart`s of examples/deploy/
+## and 20 of the client-go peer in the same pod template (a few minutes); writes docs/rollouts.md.
+## LEADER_NODE_ROLLOUTS=N sets the rollouts per implementation; `make test` runs 1.
+node-campaign:
+	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && \
+		KUBECTL=$$(tests/control-plane/kubectl.sh) && export KUBECTL && \
+		cargo test --all-features --locked --test cluster --no-run && images=$(NODE_IMAGES) && \
+		LEADER_NODE_ROLLOUTS=$${LEADER_NODE_ROLLOUTS:-20} LEADER_NODE_REPORT=$(CURDIR)/docs/rollouts.md \
+		CARGO_NET_OFFLINE=true "$$bin/launcher" run --node "$$node" --images "$$images" -- \
+		cargo test --all-features --locked --test cluster node::rollouts -- --nocapture
 
 ## Three replicas of examples/periodic.rs on a local control plane: graceful and crash failover.
 demo:

@@ -38,7 +38,7 @@ step "$bin/launcher" run -- cargo test --workspace --all-features --locked -- --
 step cargo test --all-features --locked --test attributes -- --test-threads=1
 step make --no-print-directory consumers
 step env CARGO_NET_OFFLINE=true "$bin/launcher" run --node "$node" --images "$images" \
-	-- cargo test --all-features --locked --test cluster node::
+	-- cargo test --all-features --locked --test cluster node:: -- --test-threads=1
 if ((status == 0)); then
 	echo "test: all passed" >&2
 fi

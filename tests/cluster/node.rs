@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 use crate::support::{Identity, Node, control_plane};
 
+mod rollouts;
+
 const SECOND: Duration = Duration::from_secs(1);
 /// The lease the Deployment's args name.
 const LEASE: &str = "my-leader-election-lock";
@@ -64,7 +66,7 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
     );
 
     // Ready means kubelet's readiness probe passed on the library's /readyz.
-    let ready = ready_pods(&pods, 90 * SECOND).await;
+    let ready = ready_pods(&pods, SELECTOR, 90 * SECOND).await;
     println!(
         "{REPLICAS} pods Ready {:.1?} after kubectl apply",
         applied.elapsed()
@@ -193,12 +195,12 @@ fn pod_name(pod: &Pod) -> String {
     pod.metadata.name.clone().expect("a pod has a name")
 }
 
-/// Waits until exactly [`REPLICAS`] pods of the Deployment are Ready, and returns them.
-async fn ready_pods(pods: &Api<Pod>, limit: Duration) -> Vec<Pod> {
+/// Waits until exactly [`REPLICAS`] pods matching `selector` are Ready, and returns them.
+async fn ready_pods(pods: &Api<Pod>, selector: &str, limit: Duration) -> Vec<Pod> {
     let deadline = Instant::now() + limit;
     loop {
         let list = pods
-            .list(&ListParams::default().labels(SELECTOR))
+            .list(&ListParams::default().labels(selector))
             .await
             .expect("listing the pods");
         let ready: Vec<Pod> = list.items.into_iter().filter(is_ready).collect();
