@@ -19,7 +19,8 @@ Figures (see the Method section this script writes into docs/benchmarks.md):
 4. scale: 1,000 leases per process, 3 processes;
 5. idle footprint of the periodic example against the peer: RSS, CPU seconds per hour.
 
-`--quick` runs every figure with tiny trial counts and windows, for debugging the script.
+`--quick` runs every figure with tiny trial counts and windows, for debugging the script; it
+writes under target/bench/quick/.
 """
 
 import argparse
@@ -317,12 +318,14 @@ class Fleet:
             process.wait()
 
     def stop_all(self, timeout=30.0):
+        """SIGTERM to every member at once; SIGKILL to those still running `timeout` s later."""
         ids = list(self.members)
         for id in ids:
             if self.members[id].poll() is None:
                 self.members[id].send_signal(signal.SIGTERM)
+        deadline = monotonic() + timeout
         for id in ids:
-            self.stop(id, timeout=timeout)
+            self.stop(id, timeout=max(0.0, deadline - monotonic()))
 
     def pids(self):
         return {id: p.pid for id, p in self.members.items()}
@@ -1079,6 +1082,7 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
     add("")
     add("</details>")
     add("")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     svg_dir.mkdir(parents=True, exist_ok=True)
     (svg_dir / "failover.svg").write_text(failover_svg(g, k))
@@ -1320,6 +1324,7 @@ def main():
         args.converge_timeout = 60.0
         if args.out == str(REPO / "docs" / "benchmarks.md"):
             args.out = str(WORK / "quick" / "benchmarks.md")
+    run_file = WORK / ("quick" if args.quick else "") / "last-run.json"
 
     if args.report_from:
         data = json.loads(Path(args.report_from).read_text())
@@ -1381,10 +1386,10 @@ def main():
     data["started_at"] = started_at.isoformat()
     data["elapsed_s"] = monotonic() - t0
     data["args"] = vars(args)
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "last-run.json").write_text(json.dumps(data, indent=1, default=str))
+    run_file.parent.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(data, indent=1, default=str))
     if only != {"graceful", "kill", "steady", "scale"}:
-        log(f"partial run (--only); raw data in {WORK / 'last-run.json'}, no report written")
+        log(f"partial run (--only); raw data in {run_file}, no report written")
         return
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
