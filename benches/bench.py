@@ -19,7 +19,9 @@ Figures (see the Method section this script writes into docs/benchmarks.md):
 4. scale, the cost curve: 10, 100, 1,000 and 5,000 leases per process, 3 processes (the
    1,000 point is the scale figure); each implementation stops at the first size that does not
    fit, and the report says what stopped it;
-5. idle footprint of the periodic example against the peer: RSS, CPU seconds per hour.
+5. idle footprint of the periodic example against the peer: RSS, CPU seconds per hour;
+6. neighbours: a 10-lease process in a quiet namespace and in one where a neighbour renews
+   1,000 leases of its own, ours and client-go at the same time.
 
 `--quick` runs every figure with tiny trial counts, sizes and windows, for debugging the script;
 it writes under target/bench/quick/. `--only` runs some figures and writes no report.
@@ -698,7 +700,8 @@ def median_verbs(windows):
 
 
 # ---------------------------------------------------------------------------------------------
-# Figure 4: many leases per process, the cost curve.
+# Figures 4 and 6: many leases per process (the cost curve) and neighbours. Both start fleets of
+# `Commands.scale_fleet`, wait with `wait_led` and measure with `measure_windows`.
 
 
 def control_plane_pids():
@@ -903,6 +906,85 @@ def largest_fit(curve, impl):
     return max(fitting) if fitting else None
 
 
+NEIGHBOUR_SITES = ("quiet", "busy")
+
+
+def neighbours(api, commands, leases, neighbour_leases, windows, seconds, warmup,
+               converge_timeout):  # fmt: skip
+    """A `leases`-lease process of each implementation in a quiet namespace of its own, and one
+    in a namespace where a neighbour (go-electors, one process) renews `neighbour_leases` Leases
+    of its own: all four at the same time, so they share the machine's and the API server's load
+    and differ only by their namespace. RSS and CPU of each over `windows` windows."""
+    log(
+        f"figure 6: neighbours, a {leases}-lease process of each implementation in a quiet "
+        f"namespace and beside a neighbour renewing {neighbour_leases:,} leases, all at once"
+    )
+    busy = api.create_namespace("bench-busy")
+    neighbour, neighbour_names = commands.scale_fleet(
+        GO, busy, neighbour_leases, prefix="neighbour", name="neighbour"
+    )
+    fleets = {}
+    try:
+        started = monotonic()
+        neighbour_id = neighbour.start()
+        converged, led, _ = wait_led(api, neighbour, neighbour_names, started, converge_timeout)
+        if converged is None:
+            raise RuntimeError(
+                f"the neighbour led {led:,} of its {neighbour_leases:,} leases after "
+                f"{converge_timeout:.0f} s"
+            )
+        log(f"  the neighbour leads its {neighbour_leases:,} leases after {converged:.1f} s")
+        for impl in (OURS, GO):
+            short = "rust" if impl == OURS else "go"
+            quiet = api.create_namespace(f"bench-quiet-{short}")
+            for site, namespace in (("quiet", quiet), ("busy", busy)):
+                fleets[impl, site] = commands.scale_fleet(
+                    impl, namespace, leases, prefix=f"{short}-lease"
+                )
+        started = monotonic()
+        ids = {key: fleet.start() for key, (fleet, _) in fleets.items()}
+        for (impl, site), (fleet, names) in fleets.items():
+            converged, led, _ = wait_led(api, fleet, names, started, converge_timeout)
+            if converged is None:
+                raise RuntimeError(f"{impl} ({site}) led {led} of its {leases} leases")
+        time.sleep(warmup)
+        pids = {
+            f"{impl} {site}": fleet.members[ids[impl, site]].pid
+            for (impl, site), (fleet, _) in fleets.items()
+        }
+        pids["neighbour"] = neighbour.members[neighbour_id].pid
+        measured = measure_windows(api, {**pids, **control_plane_pids()}, windows, seconds)
+    except (OSError, RuntimeError, TimeoutError, http.client.HTTPException) as error:
+        log(f"  neighbours: not measured: {error}")
+        return {"error": str(error), "leases": leases, "neighbour_leases": neighbour_leases}
+    finally:
+        for fleet, _ in fleets.values():
+            fleet.stop_all()
+        neighbour.stop_all(timeout=60)
+    window_s = sum(w["seconds"] for w in measured)
+    results = {
+        "leases": leases,
+        "neighbour_leases": neighbour_leases,
+        "window_s": window_s,
+        "requests_per_s": sum(sum(w["requests"].values()) for w in measured) / window_s,
+        "neighbour_cpu_percent": cpu_percent(measured, "neighbour"),
+        "apiserver_cpu_percent": cpu_percent(measured, "kube-apiserver"),
+        "etcd_cpu_percent": cpu_percent(measured, "etcd"),
+    }
+    for impl in (OURS, GO):
+        results[impl] = {}
+        for site in NEIGHBOUR_SITES:
+            id = f"{impl} {site}"
+            results[impl][site] = {
+                "rss_mib": max(w["rss_kib"][id] for w in measured) / 1024,
+                # CPU time per minute: /proc/PID/stat, and the threads' schedstat as a cross-check
+                "cpu_ms_per_min": cpu_percent(measured, id) * 600,
+                "cpu_fine_ms_per_min": sum(w["cpu_fine"][id] for w in measured) * 60_000 / window_s,
+            }
+    log(f"  {json.dumps(results)}")
+    return results
+
+
 # ---------------------------------------------------------------------------------------------
 # The results file.
 
@@ -970,6 +1052,54 @@ def verdict(ok):
 
 def table_row(figure, ours_text, theirs_text, ratio_text, target=""):
     return f"| {figure} | {ours_text} | {theirs_text} | {ratio_text} | {target} |"
+
+
+NEIGHBOURS_TOLERANCE = 1.2  # ours beside the neighbour, at most this many times ours alone
+
+
+def neighbour_figures(nb):
+    """Rows of the results table for figure 6, and the targets it missed."""
+    if nb is None:
+        return [], []
+    label = f"Neighbours ({nb['leases']} leases; {nb['neighbour_leases']:,} neighbour leases)"
+    if "error" in nb:
+        return [table_row(label, "not measured", "not measured", "n/a", nb["error"])], [
+            f"Neighbours: not measured ({nb['error']})."
+        ]
+    rows, misses = [], []
+    measures = (
+        ("rss_mib", "RSS", lambda v: f"{v:.1f} MiB"),
+        ("cpu_ms_per_min", "CPU time per minute", lambda v: f"{v:,.0f} ms"),
+    )
+    for key, what, fmt in measures:
+        quiet, busy = nb[OURS]["quiet"][key], nb[OURS]["busy"][key]
+        theirs_busy = nb[GO]["busy"][key]
+        for site, where in (("quiet", "in a quiet namespace"), ("busy", "beside the neighbour")):
+            o, t = nb[OURS][site][key], nb[GO][site][key]
+            target = ""
+            if site == "busy":
+                within = busy <= NEIGHBOURS_TOLERANCE * quiet
+                below = busy < theirs_busy
+                target = (
+                    f"ours ≤ {NEIGHBOURS_TOLERANCE:g} × ours quiet ({ratio(busy, quiet)} ×): "
+                    f"{verdict(within)}; ours < client-go: {verdict(below)}"
+                )
+                if not within:
+                    misses.append(
+                        f"Neighbours, {what}: ours beside {nb['neighbour_leases']:,} neighbour "
+                        f"leases is {fmt(busy)}, {ratio(busy, quiet)} times ours in a quiet "
+                        f"namespace ({fmt(quiet)}); the target is {NEIGHBOURS_TOLERANCE:g} times."
+                    )
+                if not below:
+                    misses.append(
+                        f"Neighbours, {what}: ours beside the neighbour is {fmt(busy)}, not "
+                        f"below client-go's {fmt(theirs_busy)}."
+                    )
+            rows.append(
+                table_row(f"{label}: {what} of the process {where}", fmt(o), fmt(t),
+                          ratio(o, t), target)
+            )  # fmt: skip
+    return rows, misses
 
 
 def curve_figure_values(sc, impl):
@@ -1125,6 +1255,7 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
     so, sg = summarize_steady(st[OURS], OURS), summarize_steady(st[GO], GO)
     # the scale figure is the cost curve's point at --scale-leases
     sco, scg = curve_point(sc, OURS, args.scale_leases), curve_point(sc, GO, args.scale_leases)
+    nb = data.get("neighbours")
 
     rows = []
 
@@ -1211,8 +1342,9 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
         row(f"Idle footprint, {role}: RSS", o, t, f"{o:.1f} MiB", f"{t:.1f} MiB")
         o, t = so[f"{role}_cpu_s_per_hour"], sg[f"{role}_cpu_s_per_hour"]
         row(f"Idle footprint, {role}: CPU seconds per hour", o, t, f"{o:.1f} s", f"{t:.1f} s")
+    neighbour_rows, neighbour_misses = neighbour_figures(nb)
     curve_rows, curve_misses = curve_figures(sc, args.converge_timeout)
-    rows.extend(curve_rows)
+    rows.extend(neighbour_rows + curve_rows)
 
     add("## Results")
     add("")
@@ -1222,6 +1354,9 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
     add("")
     add("![Failover distributions](benchmarks/failover.svg)")
     add("")
+    if nb and "error" not in nb:
+        add("![Neighbours: RSS and CPU of a 10-lease process](benchmarks/neighbours.svg)")
+        add("")
     if sc:
         add("### Cost curve")
         add("")
@@ -1272,7 +1407,7 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
                 f"The {role} makes {o:.1f} lease requests per minute against client-go's "
                 f"{t:.1f}: {o / t:.2f} of client-go's, {o - t / 2:.1f} per minute over half. {why}"
             )
-    misses.extend(curve_misses)
+    misses.extend(neighbour_misses + curve_misses)
     if not misses:
         add("Every target was met.")
     for miss in misses:
@@ -1316,6 +1451,22 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
             f"{s['follower_cpu_ticks_s']:.2f} s in {s['follower_cpu_window_s'] / 60:.1f} min."
         )
     add("")
+    if nb and "error" not in nb:
+        add(
+            f"Neighbours: during the {nb['window_s'] / 60:.1f} min of measurement the API server "
+            f"served {nb['requests_per_s']:.0f} lease requests per second (the neighbour's "
+            f"renewals, mostly) with {nb['apiserver_cpu_percent']:.0f} % of one core, etcd used "
+            f"{nb['etcd_cpu_percent']:.0f} %, the neighbour {nb['neighbour_cpu_percent']:.0f} %. "
+            "CPU time per minute of the 10-lease processes, from their threads' schedstat as a "
+            "cross-check of `/proc/PID/stat`: "
+            + "; ".join(
+                f"{impl} {site} {nb[impl][site]['cpu_fine_ms_per_min']:,.0f} ms"
+                for impl in (OURS, GO)
+                for site in NEIGHBOUR_SITES
+            )
+            + "."
+        )
+        add("")
     if sc:
         add(
             "Scale and cost curve, per replica (CPU in % of one core over the windows; RSS, the "
@@ -1364,7 +1515,9 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
         baseline_windows=args.baseline_windows,
         baseline=sum(n for v, n in st["baseline"]["per_min"].items() if v != "WATCH"),
         sizes=", ".join(f"{n:,}" for n in args.scale_sizes),
-        min_renews=MIN_RENEWS_PER_RETRY_PERIOD,
+        nb_leases=args.neighbours_leases, nb_busy=f"{args.neighbours_busy:,}",
+        nb_windows=args.neighbours_windows, nb_window=args.neighbours_window,
+        nb_tolerance=NEIGHBOURS_TOLERANCE, min_renews=MIN_RENEWS_PER_RETRY_PERIOD,
     ))  # fmt: skip
     add("")
     add("<details><summary>Every trial (seconds)</summary>")
@@ -1383,6 +1536,8 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
     path.write_text("\n".join(lines))
     svg_dir.mkdir(parents=True, exist_ok=True)
     (svg_dir / "failover.svg").write_text(failover_svg(g, k))
+    if nb and "error" not in nb:
+        (svg_dir / "neighbours.svg").write_text(neighbours_svg(nb))
     if sc:
         for name, (_, svg) in curve_svgs(sc).items():
             (svg_dir / name).write_text(svg)
@@ -1473,6 +1628,17 @@ METHOD = """\
   ({follower_cpu_window:.0f} min), extrapolated to one hour. CPU time is the run time of the
   process's threads (`/proc/PID/task/TID/schedstat`, nanoseconds; the 10 ms ticks of
   `/proc/PID/stat` are too coarse for idle processes). RSS is the largest VmRSS seen.
+- **Neighbours** (figure 6): one process of each implementation campaigning for
+  {nb_leases} Leases in a quiet namespace of its own, and one of each for {nb_leases} Leases
+  of its own in a namespace where a neighbour (`benches/go-electors`, one process, client-go
+  like most programs sharing a real namespace) holds and renews {nb_busy} Leases. The neighbour
+  leads its Leases before the four processes start; the four start together and run side by
+  side, so they share the machine's and the API server's load and differ only by their
+  namespace (the two busy ones see each other's {nb_leases} Leases too). Once each leads its
+  Leases, after a {warmup:.0f} s warm-up, {nb_windows} windows of {nb_window:.0f} s give the
+  largest VmRSS of each and its CPU time per minute (utime + stime from `/proc/PID/stat` over
+  the windows). Targets: ours beside the neighbour ≤ {nb_tolerance:g} × ours in the quiet
+  namespace, for memory and for CPU, and below client-go beside the neighbour.
 - Ratios are ours / client-go; below 1 means ours is faster or smaller."""
 
 
@@ -1613,6 +1779,63 @@ def svg_open(width, height):
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
     ]
+
+
+def neighbours_svg(nb):
+    """Figure 6 as bars: RSS and CPU time per minute of each 10-lease process."""
+    width, left, right, bar_h, gap, top = 780, 270, 90, 20, 6, 40
+    panels = (
+        ("RSS (MiB)", "rss_mib", lambda v: f"{v:.1f} MiB"),
+        ("CPU time per minute (ms)", "cpu_ms_per_min", lambda v: f"{v:,.0f} ms"),
+    )
+    bars = [
+        (f"{impl}, {where}", impl, site)
+        for impl in (OURS, GO)
+        for site, where in (
+            ("quiet", "quiet namespace"),
+            ("busy", f"beside {nb['neighbour_leases']:,} neighbour leases"),
+        )
+    ]
+    panel_h = len(bars) * (bar_h + gap)
+    height = top + len(panels) * (panel_h + 60) - 30
+    out = svg_open(width, height)
+    y0 = top
+    for title, key, fmt in panels:
+        values = [nb[impl][site][key] for _, impl, site in bars]
+        limit = NEIGHBOURS_TOLERANCE * nb[OURS]["quiet"][key]
+        hi = max(values + [limit]) * 1.05 or 1.0
+
+        def x_of(v, hi=hi):
+            return left + v / hi * (width - left - right)
+
+        out.append(f'<text x="{left}" y="{y0 - 12}" font-weight="bold">{html.escape(title)}</text>')
+        for i, (label, impl, site) in enumerate(bars):
+            y = y0 + i * (bar_h + gap)
+            v = nb[impl][site][key]
+            out.append(
+                f'<text x="{left - 10}" y="{y + bar_h * 0.7:.1f}" text-anchor="end">'
+                f"{html.escape(label)}</text>"
+            )
+            out.append(
+                f'<rect x="{left}" y="{y}" width="{x_of(v) - left:.1f}" height="{bar_h}" '
+                f'fill="{COLORS[impl]}" fill-opacity="{0.45 if site == "quiet" else 0.85}"/>'
+            )
+            out.append(
+                f'<text x="{x_of(v) + 6:.1f}" y="{y + bar_h * 0.7:.1f}" fill="#333">'
+                f"{html.escape(fmt(v))}</text>"
+            )
+        x = x_of(limit)
+        out.append(
+            f'<line x1="{x:.1f}" y1="{y0 - 4}" x2="{x:.1f}" y2="{y0 + panel_h}" stroke="#888" '
+            'stroke-dasharray="4 3"/>'
+        )
+        out.append(
+            f'<text x="{x:.1f}" y="{y0 + panel_h + 14}" text-anchor="middle" fill="#666" '
+            f'font-size="10">{NEIGHBOURS_TOLERANCE:g} × ours quiet (target)</text>'
+        )
+        y0 += panel_h + 60
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def nice_ceiling(v):
@@ -1757,7 +1980,7 @@ def curve_svgs(sc):
 # ---------------------------------------------------------------------------------------------
 
 
-FIGURES = ("graceful", "kill", "steady", "scale")
+FIGURES = ("graceful", "kill", "steady", "neighbours", "scale")
 
 
 def sizes_list(text):
@@ -1782,6 +2005,12 @@ def main():
     parser.add_argument("--scale-windows", type=int, default=3)
     parser.add_argument("--scale-window", type=float, default=20.0)
     parser.add_argument("--converge-timeout", type=float, default=180.0)
+    parser.add_argument("--neighbours-leases", type=int, default=10,
+                        help="leases of the measured process in figure 6")  # fmt: skip
+    parser.add_argument("--neighbours-busy", type=int, default=1000,
+                        help="leases the neighbour renews in figure 6")  # fmt: skip
+    parser.add_argument("--neighbours-windows", type=int, default=3)
+    parser.add_argument("--neighbours-window", type=float, default=40.0)
     parser.add_argument("--only", default=",".join(FIGURES),
                         help="comma-separated subset of the figures ("
                         + ", ".join(FIGURES) + "); writes no report")  # fmt: skip
@@ -1795,6 +2024,7 @@ def main():
         args.scale_leases, args.scale_windows, args.scale_window = 50, 1, 5.0
         args.scale_sizes = [10, 50]
         args.converge_timeout = 60.0
+        args.neighbours_busy, args.neighbours_windows, args.neighbours_window = 200, 1, 10.0
         if args.out == str(REPO / "docs" / "benchmarks.md"):
             args.out = str(WORK / "quick" / "benchmarks.md")
     args.scale_sizes = sorted(set(args.scale_sizes) | {args.scale_leases})
@@ -1816,7 +2046,8 @@ def main():
         data["args"].setdefault("scale_sizes", data["scale"]["sizes"] if data.get("scale") else [])
         for key in ("graceful_trials", "kill_trials", "windows", "window", "warmup",
                     "baseline_windows", "scale_leases", "scale_windows", "scale_window",
-                    "converge_timeout", "quick", "scale_sizes"):  # fmt: skip
+                    "converge_timeout", "quick", "scale_sizes", "neighbours_leases",
+                    "neighbours_busy", "neighbours_windows", "neighbours_window"):  # fmt: skip
             setattr(args, key, data["args"].get(key, getattr(args, key)))
         commands = Commands(args.bin_dir, "")
         out = Path(args.out)
@@ -1862,6 +2093,13 @@ def main():
         if "steady" in only else None
     )  # fmt: skip
     note_load("after figures 3 and 5")
+    data["neighbours"] = (
+        neighbours(api, commands, args.neighbours_leases, args.neighbours_busy,
+                   args.neighbours_windows, args.neighbours_window, args.warmup,
+                   args.converge_timeout)
+        if "neighbours" in only else None
+    )  # fmt: skip
+    note_load("after figure 6")
     # last: its largest size can leave the API server overloaded
     baseline = data["steady"]["baseline"] if data["steady"] else None
     data["scale"] = (
