@@ -1473,7 +1473,10 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
             "largest):"
         )
         add("")
-        add("| implementation | leases per process | replica | leases held at the end | CPU | RSS |")
+        add(
+            "| implementation | leases per process | replica | leases held at the end | CPU "
+            "| RSS |"
+        )
         add("| --- | ---: | --- | ---: | ---: | ---: |")
         for impl in (OURS, GO):
             for count in sc["sizes"]:
@@ -1888,14 +1891,17 @@ def curve_svg(title, unit, lines, log_y):
         out.append(
             f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e5e5e5"/>'
         )
-        out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{t:g}</text>')
+        out.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{t:g}</text>'
+        )
     for n in sizes:
         x = x_of(n)
         out.append(
             f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#e5e5e5"/>'
         )
         out.append(
-            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#444">{n:,}</text>'
+            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#444">'
+            f"{n:,}</text>"
         )
     out.append(
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>'
