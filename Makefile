@@ -79,9 +79,10 @@ lint:
 .PHONY: bench
 BENCH_FLAGS ?=
 
-## Ours against client-go on one local control plane (about 20 minutes on 2 cores): failover,
-## API requests, scale, footprint. Writes docs/benchmarks.md and docs/benchmarks/failover.svg.
-## BENCH_FLAGS=--quick is a smoke run of a few minutes that writes under target/bench/quick/.
+## Ours against client-go on one local control plane (about 35 minutes on 2 cores): failover,
+## API requests, the cost curve (10 to 5,000 leases per process), neighbours, footprint. Writes
+## docs/benchmarks.md and the plots under docs/benchmarks/. BENCH_FLAGS=--quick is a smoke run
+## of a few minutes that writes under target/bench/quick/; --only FIGURE,... runs some figures.
 bench:
 	@bin=$(CONTROL_PLANE_BIN) && cargo build --release --examples --locked && \
 		mkdir -p target/bench && \

@@ -16,10 +16,15 @@ Figures (see the Method section this script writes into docs/benchmarks.md):
 1. graceful failover: SIGTERM to the leader -> another candidate prints `leading`;
 2. SIGKILL failover, from the kill and from the lease's last renewTime;
 3. API requests per candidate per minute (leader, follower), counted by kube-apiserver;
-4. scale: 1,000 leases per process, 3 processes;
-5. idle footprint of the periodic example against the peer: RSS, CPU seconds per hour.
+4. scale, the cost curve: 10, 100, 1,000 and 5,000 leases per process, 3 processes (the
+   1,000 point is the scale figure); each implementation stops at the first size that does not
+   fit, and the report says what stopped it;
+5. idle footprint of the periodic example against the peer: RSS, CPU seconds per hour;
+6. neighbours: a 10-lease process in a quiet namespace and in one where a neighbour renews
+   1,000 leases of its own, ours and client-go at the same time.
 
-`--quick` runs every figure with tiny trial counts and windows, for debugging the script.
+`--quick` runs every figure with tiny trial counts, sizes and windows, for debugging the script;
+it writes under target/bench/quick/. `--only` runs some figures and writes no report.
 """
 
 import argparse
@@ -47,6 +52,7 @@ WORK = REPO / "target" / "bench"
 LOGS = WORK / "logs"
 
 LEASE_DURATION = 15.0
+RETRY_PERIOD_S = 2.0
 TIMINGS = ["--lease-duration", "15s", "--renew-deadline", "10s", "--retry-period", "2s"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -317,12 +323,14 @@ class Fleet:
             process.wait()
 
     def stop_all(self, timeout=30.0):
+        """SIGTERM to every member at once; SIGKILL to those still running `timeout` s later."""
         ids = list(self.members)
         for id in ids:
             if self.members[id].poll() is None:
                 self.members[id].send_signal(signal.SIGTERM)
+        deadline = monotonic() + timeout
         for id in ids:
-            self.stop(id, timeout=timeout)
+            self.stop(id, timeout=max(0.0, deadline - monotonic()))
 
     def pids(self):
         return {id: p.pid for id, p in self.members.items()}
@@ -411,17 +419,20 @@ class Commands:
             lambda id: [str(binary), *self.common(id, namespace, lease), *stamps],
         )
 
-    def scale_fleet(self, impl, namespace, count):
-        names = [f"scale-{i}" for i in range(count)]
+    def scale_fleet(self, impl, namespace, count, prefix="scale", name=None):
+        """Processes that each campaign for the Leases PREFIX-0 ... PREFIX-(count-1): ours, one
+        runtime with one election per name; client-go, go-electors' one elector per name."""
+        names = [f"{prefix}-{i}" for i in range(count)]
+        name = name or ("rust" if impl == OURS else "go")
         if impl == OURS:
             command = lambda id: [  # noqa: E731
                 str(self.election), *self.common(id, namespace, ",".join(names)), "--timestamps",
             ]  # fmt: skip
-            return Fleet("rust", namespace, command), names
+            return Fleet(name, namespace, command), names
         command = lambda id: [  # noqa: E731
-            str(self.go_electors), *self.common(id, namespace, "scale"), "--count", str(count),
+            str(self.go_electors), *self.common(id, namespace, prefix), "--count", str(count),
         ]  # fmt: skip
-        return Fleet("go", namespace, command), names
+        return Fleet(name, namespace, command), names
 
 
 # ---------------------------------------------------------------------------------------------
@@ -689,80 +700,288 @@ def median_verbs(windows):
 
 
 # ---------------------------------------------------------------------------------------------
-# Figure 4: scale.
+# Figures 4 and 6: many leases per process (the cost curve) and neighbours. Both start fleets of
+# `Commands.scale_fleet`, wait with `wait_led` and measure with `measure_windows`.
 
 
-def scale(api, commands, count, replicas, windows, seconds, warmup, converge_timeout, baseline):
-    log(f"figure 4: scale, {count} leases per process x {replicas} processes, ours then client-go")
+def control_plane_pids():
     info = json.loads(
         (Path(os.environ["LEADER_TEST_CONTROL_PLANE"]) / "control-plane.json").read_text()
     )
-    apiserver = {"kube-apiserver": info["kube_apiserver_pid"], "etcd": info["etcd_pid"]}
-    results = {}
-    for impl in (OURS, GO):
-        namespace = api.create_namespace(f"bench-scale-{'rust' if impl == OURS else 'go'}")
+    return {"kube-apiserver": info["kube_apiserver_pid"], "etcd": info["etcd_pid"]}
+
+
+def wait_led(api, fleet, names, started, timeout):
+    """Until every Lease of `names` has a holder, or `timeout` seconds after `started`.
+
+    Returns (seconds from `started` until every Lease had one, or None; how many had one at the
+    end; the LIST polls as (seconds, held)). The candidates' `leading` lines say when the last
+    Lease was taken (cheap to follow, and stamped); LISTs then check that each one names a
+    holder, at most every 0.25 s, less often for many Leases (a LIST of 5,000 Leases is work
+    for the API server and for this script)."""
+    wanted = set(names)
+    deadline = started + timeout
+    led, last, since = set(), None, 0
+    with fleet.cond:
+        while True:
+            for at, _, text in fleet.events[since:]:
+                m = LEADING.match(text)
+                if m and m.group(2) in wanted and m.group(2) not in led:
+                    led.add(m.group(2))
+                    last = at
+            since = len(fleet.events)
+            left = deadline - monotonic()
+            alive = any(p.poll() is None for p in fleet.members.values())
+            if len(led) == len(wanted) or left <= 0 or not alive:
+                break
+            fleet.cond.wait(min(left, 1.0))
+    interval = max(0.25, len(wanted) / 4000)
+    history = []
+    while True:
+        held = sum(
+            1
+            for item in api.leases(fleet.namespace)
+            if item["metadata"]["name"] in wanted and item.get("spec", {}).get("holderIdentity")
+        )
+        now = monotonic()
+        history.append((now - started, held))
+        if held == len(wanted):
+            # the last `leading` line, unless a LIST after it still found a Lease without holder
+            at = last if len(history) == 1 and last is not None else now
+            return at - started, held, history
+        alive = any(p.poll() is None for p in fleet.members.values())
+        if now + interval > deadline or not alive:
+            return None, held, history
+        time.sleep(interval)
+
+
+# A leader renews once per retry period when its requests return at once; below half of that
+# they take seconds, and the renew deadline is near.
+MIN_RENEWS_PER_RETRY_PERIOD = 0.5
+
+
+def cpu_percent(windows, id):
+    """CPU of `id` over all the windows, in % of one core: utime + stime from /proc/PID/stat,
+    whose totals the kernel keeps exact (to the 10 ms tick) and which count exited threads."""
+    return sum(w["cpu"][id] for w in windows) * 100 / sum(w["seconds"] for w in windows)
+
+
+def scale_point(api, commands, impl, count, replicas, windows, seconds, warmup, converge_timeout,
+                baseline):  # fmt: skip
+    """`replicas` processes of `impl` campaigning for the same `count` Leases: time until every
+    Lease has a leader, then `windows` windows of the processes, kube-apiserver and etcd.
+
+    The point fits when every Lease had a leader within `converge_timeout`, no process exited,
+    under 1 % of the Leases changed leader during the windows and the leaders renewed at least
+    every other retry period; otherwise `stopped_by` says why. Never raises for a failed
+    measurement: the cost curve goes on without this size."""
+    short = "rust" if impl == OURS else "go"
+    result = {"count": count, "replicas": replicas, "fits": False, "stopped_by": None}
+    reasons = []
+    fleet = None
+    try:
+        namespace = api.create_namespace(f"bench-scale-{short}-{count}")
         fleet, names = commands.scale_fleet(impl, namespace, count)
         started = monotonic()
         for _ in range(replicas):
             fleet.start()
-        led, converged, history = 0, None, []
-        while monotonic() - started < converge_timeout:
-            items = api.leases(namespace)
-            led = sum(1 for item in items if item.get("spec", {}).get("holderIdentity"))
-            history.append((monotonic() - started, led))
-            if led >= count:
-                converged = monotonic() - started
-                break
-            time.sleep(0.25)
+        converged, led, history = wait_led(api, fleet, names, started, converge_timeout)
+        result.update(converged_s=converged, led_at_end_of_wait=led, history=history[-5:])
         log(
-            f"  {impl}: {led}/{count} leases led after {monotonic() - started:.1f} s"
-            + ("" if converged else " (did not converge)")
+            f"  {impl}, {count:,} leases: {led:,}/{count:,} led after {monotonic() - started:.1f} s"
+            + ("" if converged is not None else " (did not converge)")
         )
+        if converged is None:
+            reasons.append(
+                f"only {led:,} of the {count:,} leases had a leader {converge_timeout:.0f} s "
+                "after the start"
+            )
         time.sleep(warmup)
         mark = fleet.mark()
         pids = fleet.pids()
-        everything = {**pids, **apiserver}
-        measured = measure_windows(api, everything, windows, seconds)
+        measured = measure_windows(api, {**pids, **control_plane_pids()}, windows, seconds)
         # leadership changes during the windows: `leading` lines printed then
         changes = sum(1 for _, _, text in fleet.events[mark:] if LEADING.match(text))
-        items = api.leases(namespace)
         holders = {}
-        for item in items:
+        for item in api.leases(namespace):
             holder = item.get("spec", {}).get("holderIdentity")
-            if holder:
+            if holder and item["metadata"]["name"].startswith("scale-"):
                 holders[holder] = holders.get(holder, 0) + 1
-        fleet.stop_all(timeout=60)
+        window_s = sum(w["seconds"] for w in measured)
         base = (
             sum(n for v, n in baseline["per_min"].items() if v != "WATCH") / 60 if baseline else 0.0
         )
-        per_second = [sum(w["requests"].values()) / w["seconds"] - base for w in measured]
-        results[impl] = {
-            "count": count,
-            "replicas": replicas,
-            "converged_s": converged,
-            "led_at_end_of_wait": led,
-            "history": history[-5:],
-            "requests_per_s": median(per_second),
-            "verbs_per_s": {v: r / 60 for v, r in median_verbs(measured).items()},
-            "rss_mib": {
-                id: max(w["rss_kib"][id] for w in measured) / 1024 for id in pids
-            },
-            "cpu_percent": {
-                id: median([w["cpu"][id] * 100 / w["seconds"] for w in measured]) for id in pids
-            },
-            "apiserver_cpu_percent": median(
-                [w["cpu"]["kube-apiserver"] * 100 / w["seconds"] for w in measured]
-            ),
-            "etcd_cpu_percent": median([w["cpu"]["etcd"] * 100 / w["seconds"] for w in measured]),
-            "leadership_changes": changes,
-            "holders": holders,
-            "window_s": sum(w["seconds"] for w in measured),
-            "windows": [
+        verbs = {}
+        for w in measured:
+            for verb, n in w["requests"].items():
+                verbs[verb] = verbs.get(verb, 0) + n / window_s
+        throttled = sum(
+            n for w in measured for key, n in w["by_code"].items() if key.endswith(" 429")
+        )
+        rss = {id: max(w["rss_kib"][id] for w in measured) / 1024 for id in pids}
+        result.update(
+            requests_per_s=sum(verbs.values()) - base,
+            verbs_per_s=verbs,
+            throttled=throttled,
+            rss_mib=rss,
+            rss_mean_mib=statistics.mean(rss.values()),
+            cpu_percent={id: cpu_percent(measured, id) for id in pids},
+            apiserver_cpu_percent=cpu_percent(measured, "kube-apiserver"),
+            etcd_cpu_percent=cpu_percent(measured, "etcd"),
+            leadership_changes=changes,
+            holders=holders,
+            window_s=window_s,
+            windows=[
                 {k: v for k, v in w.items() if k in ("seconds", "requests", "by_code")}
                 for w in measured
             ],
+        )
+        refused = f" ({throttled:,.0f} requests refused with 429)" if throttled else ""
+        if changes > 0.01 * count:
+            reasons.append(
+                f"{changes:,} leases changed leader during the {window_s:.0f} s of measurement: "
+                f"renewals did not get through within the renew deadline{refused}"
+            )
+        renews = verbs.get("PUT", 0.0) * RETRY_PERIOD_S / count
+        result["renews_per_retry_period"] = renews
+        if renews < MIN_RENEWS_PER_RETRY_PERIOD:
+            reasons.append(
+                f"the API server did not keep up: each lease was renewed {renews:.2f} times per "
+                f"retry period (once when it keeps up){refused}"
+            )
+    except (OSError, RuntimeError, TimeoutError, http.client.HTTPException) as error:
+        reasons.append(f"the measurement failed: {error}")
+    finally:
+        exited = {id: p.poll() for id, p in (fleet.members if fleet else {}).items()}
+        exited = {id: code for id, code in exited.items() if code is not None}
+        if exited:
+            codes = ", ".join(f"{id} with code {code}" for id, code in sorted(exited.items()))
+            reasons.insert(0, f"processes exited: {codes} (see {LOGS})")
+        if fleet:
+            fleet.stop_all(timeout=60)
+    result["fits"] = not reasons
+    result["stopped_by"] = "; ".join(reasons) or None
+    summary = {k: v for k, v in result.items() if k not in ("windows", "history")}
+    log(f"  {impl}, {count:,} leases: {json.dumps(summary)}")
+    return result
+
+
+def scale(api, commands, sizes, replicas, windows, seconds, warmup, converge_timeout, baseline):
+    """The cost curve: `scale_point` at each size, ours then client-go; an implementation stops
+    at its first size that does not fit. {"sizes": [...], impl: [point per size]}."""
+    log(
+        f"figure 4: cost curve, {', '.join(f'{n:,}' for n in sizes)} leases per process x "
+        f"{replicas} processes, ours then client-go at each size"
+    )
+    results = {"sizes": sizes, OURS: [], GO: []}
+    too_big = {OURS: None, GO: None}
+    for count in sizes:
+        for impl in (OURS, GO):
+            if too_big[impl] is not None:
+                results[impl].append(
+                    {"count": count, "skipped": f"not tried: {too_big[impl]:,} did not fit"}
+                )
+                continue
+            point = scale_point(
+                api, commands, impl, count, replicas, windows, seconds, warmup,
+                converge_timeout, baseline,
+            )  # fmt: skip
+            results[impl].append(point)
+            if not point["fits"]:
+                too_big[impl] = count
+                log(f"  {impl}: {count:,} leases per process did not fit: {point['stopped_by']}")
+    return results
+
+
+def curve_point(curve, impl, count):
+    """The measured point of `impl` at `count` leases per process, or None."""
+    for point in (curve or {}).get(impl, []):
+        if point["count"] == count and "skipped" not in point and "rss_mib" in point:
+            return point
+    return None
+
+
+def largest_fit(curve, impl):
+    fitting = [p["count"] for p in curve[impl] if p.get("fits")]
+    return max(fitting) if fitting else None
+
+
+NEIGHBOUR_SITES = ("quiet", "busy")
+
+
+def neighbours(api, commands, leases, neighbour_leases, windows, seconds, warmup,
+               converge_timeout):  # fmt: skip
+    """A `leases`-lease process of each implementation in a quiet namespace of its own, and one
+    in a namespace where a neighbour (go-electors, one process) renews `neighbour_leases` Leases
+    of its own: all four at the same time, so they share the machine's and the API server's load
+    and differ only by their namespace. RSS and CPU of each over `windows` windows."""
+    log(
+        f"figure 6: neighbours, a {leases}-lease process of each implementation in a quiet "
+        f"namespace and beside a neighbour renewing {neighbour_leases:,} leases, all at once"
+    )
+    busy = api.create_namespace("bench-busy")
+    neighbour, neighbour_names = commands.scale_fleet(
+        GO, busy, neighbour_leases, prefix="neighbour", name="neighbour"
+    )
+    fleets = {}
+    try:
+        started = monotonic()
+        neighbour_id = neighbour.start()
+        converged, led, _ = wait_led(api, neighbour, neighbour_names, started, converge_timeout)
+        if converged is None:
+            raise RuntimeError(
+                f"the neighbour led {led:,} of its {neighbour_leases:,} leases after "
+                f"{converge_timeout:.0f} s"
+            )
+        log(f"  the neighbour leads its {neighbour_leases:,} leases after {converged:.1f} s")
+        for impl in (OURS, GO):
+            short = "rust" if impl == OURS else "go"
+            quiet = api.create_namespace(f"bench-quiet-{short}")
+            for site, namespace in (("quiet", quiet), ("busy", busy)):
+                fleets[impl, site] = commands.scale_fleet(
+                    impl, namespace, leases, prefix=f"{short}-lease"
+                )
+        started = monotonic()
+        ids = {key: fleet.start() for key, (fleet, _) in fleets.items()}
+        for (impl, site), (fleet, names) in fleets.items():
+            converged, led, _ = wait_led(api, fleet, names, started, converge_timeout)
+            if converged is None:
+                raise RuntimeError(f"{impl} ({site}) led {led} of its {leases} leases")
+        time.sleep(warmup)
+        pids = {
+            f"{impl} {site}": fleet.members[ids[impl, site]].pid
+            for (impl, site), (fleet, _) in fleets.items()
         }
-        log(f"  {impl}: {json.dumps(results[impl])}")
+        pids["neighbour"] = neighbour.members[neighbour_id].pid
+        measured = measure_windows(api, {**pids, **control_plane_pids()}, windows, seconds)
+    except (OSError, RuntimeError, TimeoutError, http.client.HTTPException) as error:
+        log(f"  neighbours: not measured: {error}")
+        return {"error": str(error), "leases": leases, "neighbour_leases": neighbour_leases}
+    finally:
+        for fleet, _ in fleets.values():
+            fleet.stop_all()
+        neighbour.stop_all(timeout=60)
+    window_s = sum(w["seconds"] for w in measured)
+    results = {
+        "leases": leases,
+        "neighbour_leases": neighbour_leases,
+        "window_s": window_s,
+        "requests_per_s": sum(sum(w["requests"].values()) for w in measured) / window_s,
+        "neighbour_cpu_percent": cpu_percent(measured, "neighbour"),
+        "apiserver_cpu_percent": cpu_percent(measured, "kube-apiserver"),
+        "etcd_cpu_percent": cpu_percent(measured, "etcd"),
+    }
+    for impl in (OURS, GO):
+        results[impl] = {}
+        for site in NEIGHBOUR_SITES:
+            id = f"{impl} {site}"
+            results[impl][site] = {
+                "rss_mib": max(w["rss_kib"][id] for w in measured) / 1024,
+                # CPU time per minute: /proc/PID/stat, and the threads' schedstat as a cross-check
+                "cpu_ms_per_min": cpu_percent(measured, id) * 600,
+                "cpu_fine_ms_per_min": sum(w["cpu_fine"][id] for w in measured) * 60_000 / window_s,
+            }
+    log(f"  {json.dumps(results)}")
     return results
 
 
@@ -831,6 +1050,170 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
+def table_row(figure, ours_text, theirs_text, ratio_text, target=""):
+    return f"| {figure} | {ours_text} | {theirs_text} | {ratio_text} | {target} |"
+
+
+NEIGHBOURS_TOLERANCE = 1.2  # ours beside the neighbour, at most this many times ours alone
+
+
+def neighbour_figures(nb):
+    """Rows of the results table for figure 6, and the targets it missed."""
+    if nb is None:
+        return [], []
+    label = f"Neighbours ({nb['leases']} leases; {nb['neighbour_leases']:,} neighbour leases)"
+    if "error" in nb:
+        return [table_row(label, "not measured", "not measured", "n/a", nb["error"])], [
+            f"Neighbours: not measured ({nb['error']})."
+        ]
+    rows, misses = [], []
+    measures = (
+        ("rss_mib", "RSS", lambda v: f"{v:.1f} MiB"),
+        ("cpu_ms_per_min", "CPU time per minute", lambda v: f"{v:,.0f} ms"),
+    )
+    for key, what, fmt in measures:
+        quiet, busy = nb[OURS]["quiet"][key], nb[OURS]["busy"][key]
+        theirs_busy = nb[GO]["busy"][key]
+        for site, where in (("quiet", "in a quiet namespace"), ("busy", "beside the neighbour")):
+            o, t = nb[OURS][site][key], nb[GO][site][key]
+            target = ""
+            if site == "busy":
+                within = busy <= NEIGHBOURS_TOLERANCE * quiet
+                below = busy < theirs_busy
+                target = (
+                    f"ours ≤ {NEIGHBOURS_TOLERANCE:g} × ours quiet ({ratio(busy, quiet)} ×): "
+                    f"{verdict(within)}; ours < client-go: {verdict(below)}"
+                )
+                if not within:
+                    misses.append(
+                        f"Neighbours, {what}: ours beside {nb['neighbour_leases']:,} neighbour "
+                        f"leases is {fmt(busy)}, {ratio(busy, quiet)} times ours in a quiet "
+                        f"namespace ({fmt(quiet)}); the target is {NEIGHBOURS_TOLERANCE:g} times."
+                    )
+                if not below:
+                    misses.append(
+                        f"Neighbours, {what}: ours beside the neighbour is {fmt(busy)}, not "
+                        f"below client-go's {fmt(theirs_busy)}."
+                    )
+            rows.append(
+                table_row(f"{label}: {what} of the process {where}", fmt(o), fmt(t),
+                          ratio(o, t), target)
+            )  # fmt: skip
+    return rows, misses
+
+
+def curve_figure_values(sc, impl):
+    """{figure: {count: value}} of one implementation's cost curve, measured points only."""
+    values = {}
+    points = [p for p in sc[impl] if curve_point(sc, impl, p["count"])]
+    for p in points:
+        n = p["count"]
+        cpu = list(p["cpu_percent"].values())
+        for figure, v in (
+            ("converged", p["converged_s"]),
+            ("rss_max", max(p["rss_mib"].values())),
+            ("rss_mean", p["rss_mean_mib"]),
+            ("cpu_mean", statistics.mean(cpu)),
+            ("cpu_max", max(cpu)),
+            ("apiserver", p["apiserver_cpu_percent"]),
+            ("etcd", p["etcd_cpu_percent"]),
+            ("requests", p["requests_per_s"]),
+        ):
+            if v is not None:
+                values.setdefault(figure, {})[n] = v
+    # memory per lease: what each lease adds to the mean RSS, above the smallest size measured
+    if points:
+        base = points[0]
+        for p in points[1:]:
+            values.setdefault("per_lease", {})[p["count"]] = (
+                (p["rss_mean_mib"] - base["rss_mean_mib"]) * 1024 / (p["count"] - base["count"])
+            )
+    return values
+
+
+# (key, label, format, chart file, y axis, log y)
+CURVE_FIGURES = (
+    ("converged", "time until every lease has a leader", lambda v: f"{v:.1f} s",
+     "curve-convergence.svg", "seconds", True),
+    ("rss_max", "RSS per process, largest", lambda v: f"{v:.1f} MiB", "curve-rss.svg", "MiB", True),
+    ("rss_mean", "RSS per process, mean", lambda v: f"{v:.1f} MiB", None, None, True),
+    ("per_lease", "memory per lease (mean RSS above the smallest size, per lease)",
+     lambda v: f"{v:.1f} KiB", "curve-memory-per-lease.svg", "KiB per lease", False),
+    ("cpu_mean", "CPU per process, mean (% of one core)", lambda v: f"{v:.1f} %",
+     "curve-cpu.svg", "% of one core", True),
+    ("cpu_max", "CPU per process, largest (% of one core)", lambda v: f"{v:.1f} %", None, None,
+     True),
+    ("apiserver", "kube-apiserver CPU (% of one core)", lambda v: f"{v:.0f} %",
+     "curve-control-plane-cpu.svg", "% of one core", True),
+    ("etcd", "etcd CPU (% of one core)", lambda v: f"{v:.0f} %", None, None, True),
+    ("requests", "lease requests per second at the API server", lambda v: f"{v:,.0f}",
+     "curve-requests.svg", "requests per second", True),
+)  # fmt: skip
+MEMORY_GROWTH_TOLERANCE = 1.2  # memory per lease at the largest size over its smallest value
+
+
+def curve_figures(sc, converge_timeout):
+    """Rows of the results table for figure 4's cost curve (one row per figure, the sizes side
+    by side), and the targets it missed: ours ≤ client-go at every size both measured, and our
+    memory per lease not growing with the number of leases."""
+    if sc is None:
+        return [], []
+    sizes = sc["sizes"]
+    label = f"Cost curve ({' · '.join(f'{n:,}' for n in sizes)} leases per process × 3)"
+    values = {impl: curve_figure_values(sc, impl) for impl in (OURS, GO)}
+    rows, misses = [], []
+
+    def fit_text(impl):
+        largest = largest_fit(sc, impl)
+        stopped = [p for p in sc[impl] if p.get("stopped_by")]
+        text = "none" if largest is None else f"{largest:,}"
+        if stopped:
+            text += f" ({stopped[0]['count']:,} did not fit)"
+        return text
+
+    rows.append(table_row(f"{label}: largest size that fit", fit_text(OURS), fit_text(GO), "—"))
+
+    def cell(impl, figure, n, fmt):
+        point = next(p for p in sc[impl] if p["count"] == n)
+        if "skipped" in point:
+            return "—"
+        v = values[impl].get(figure, {}).get(n)
+        if v is None:
+            return "not all led" if figure == "converged" and "rss_mib" in point else "—"
+        return fmt(v) + ("" if point["fits"] else "\\*")
+
+    for figure, what, fmt, *_ in CURVE_FIGURES:
+        ours, theirs = values[OURS].get(figure, {}), values[GO].get(figure, {})
+        both = [n for n in sizes if n in ours and n in theirs]
+        worse = [n for n in both if ours[n] > theirs[n]]
+        target = f"ours ≤ client-go at every size: {verdict(not worse)}" if both else ""
+        if worse:
+            misses.append(
+                f"Cost curve, {what}: ours above client-go at "
+                + ", ".join(f"{n:,} ({fmt(ours[n])} against {fmt(theirs[n])})" for n in worse)
+                + "."
+            )
+        if figure == "per_lease" and len(ours) >= 2:
+            first, last = ours[min(ours)], ours[max(ours)]
+            flat = last <= MEMORY_GROWTH_TOLERANCE * max(first, 0.0) or last <= 0
+            target += f"; ours does not grow: {verdict(flat)}"
+            if not flat:
+                misses.append(
+                    f"Cost curve: our memory per lease grows from {fmt(first)} at "
+                    f"{min(ours):,} leases to {fmt(last)} at {max(ours):,}."
+                )
+        rows.append(
+            table_row(
+                f"{label}: {what}",
+                " · ".join(cell(OURS, figure, n, fmt) for n in sizes),
+                " · ".join(cell(GO, figure, n, fmt) for n in sizes),
+                " · ".join(ratio(ours[n], theirs[n]) if n in both else "—" for n in sizes),
+                target,
+            )
+        )
+    return rows, misses
+
+
 def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
     g, k, st, sc = data["graceful"], data["kill"], data["steady"], data["scale"]
     lines = []
@@ -870,7 +1253,9 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
     ours_k_kill = [x for x, _ in k[OURS]]
     go_k_kill = [x for x, _ in k[GO]]
     so, sg = summarize_steady(st[OURS], OURS), summarize_steady(st[GO], GO)
-    sco, scg = sc[OURS], sc[GO]
+    # the scale figure is the cost curve's point at --scale-leases
+    sco, scg = curve_point(sc, OURS, args.scale_leases), curve_point(sc, GO, args.scale_leases)
+    nb = data.get("neighbours")
 
     rows = []
 
@@ -921,36 +1306,45 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
         )  # fmt: skip
     o, t = so["fleet3_per_candidate_per_min"], sg["fleet3_per_candidate_per_min"]
     row("Lease requests per minute per candidate, fleet of 3 (average)", o, t, f"{o:.1f}", f"{t:.1f}")
-    scale_label = f"Scale ({sco['count']:,} leases × {sco['replicas']} processes)"
+    if sco and scg:
+        scale_label = f"Scale ({sco['count']:,} leases × {sco['replicas']} processes)"
 
-    def converged_text(result):
-        if result["converged_s"] is None:
-            return f"not all within {args.converge_timeout:.0f} s ({result['led_at_end_of_wait']:,} led)"
-        return f"{result['converged_s']:.1f} s"
+        def converged_text(result):
+            if result["converged_s"] is None:
+                return f"not all within {args.converge_timeout:.0f} s ({result['led_at_end_of_wait']:,} led)"
+            return f"{result['converged_s']:.1f} s"
 
-    o = sco["converged_s"] if sco["converged_s"] is not None else float("nan")
-    t = scg["converged_s"] if scg["converged_s"] is not None else float("nan")
-    row(f"{scale_label}: time until every lease has a leader", o, t,
-        converged_text(sco), converged_text(scg))  # fmt: skip
-    o, t = sco["requests_per_s"], scg["requests_per_s"]
-    row(f"{scale_label}: lease requests per second, all replicas", o, t, f"{o:.0f}", f"{t:.0f}")
-    o, t = max(sco["rss_mib"].values()), max(scg["rss_mib"].values())
-    row(f"{scale_label}: RSS per replica, largest", o, t, f"{o:.1f} MiB", f"{t:.1f} MiB")
-    o, t = sum(sco["cpu_percent"].values()), sum(scg["cpu_percent"].values())
-    row(
-        f"{scale_label}: CPU of the 3 replicas together (% of one core)",
-        o, t, f"{o:.1f} %", f"{t:.1f} %",
-    )  # fmt: skip
-    o, t = sco["apiserver_cpu_percent"], scg["apiserver_cpu_percent"]
-    row(f"{scale_label}: kube-apiserver CPU meanwhile (% of one core)", o, t,
-        f"{o:.0f} %", f"{t:.0f} %")  # fmt: skip
-    o, t = sco["leadership_changes"], scg["leadership_changes"]
-    row(f"{scale_label}: leadership changes during the windows", o, t, f"{o}", f"{t}")
+        o = sco["converged_s"] if sco["converged_s"] is not None else float("nan")
+        t = scg["converged_s"] if scg["converged_s"] is not None else float("nan")
+        row(f"{scale_label}: time until every lease has a leader", o, t,
+            converged_text(sco), converged_text(scg))  # fmt: skip
+        o, t = sco["requests_per_s"], scg["requests_per_s"]
+        row(f"{scale_label}: lease requests per second, all replicas", o, t, f"{o:.0f}", f"{t:.0f}")
+        o, t = max(sco["rss_mib"].values()), max(scg["rss_mib"].values())
+        row(f"{scale_label}: RSS per replica, largest", o, t, f"{o:.1f} MiB", f"{t:.1f} MiB")
+        o, t = sum(sco["cpu_percent"].values()), sum(scg["cpu_percent"].values())
+        row(
+            f"{scale_label}: CPU of the 3 replicas together (% of one core)",
+            o, t, f"{o:.1f} %", f"{t:.1f} %",
+        )  # fmt: skip
+        o, t = sco["apiserver_cpu_percent"], scg["apiserver_cpu_percent"]
+        row(f"{scale_label}: kube-apiserver CPU meanwhile (% of one core)", o, t,
+            f"{o:.0f} %", f"{t:.0f} %")  # fmt: skip
+        o, t = sco["leadership_changes"], scg["leadership_changes"]
+        row(f"{scale_label}: leadership changes during the windows", o, t, f"{o}", f"{t}")
+    else:
+        rows.append(
+            f"| Scale ({args.scale_leases:,} leases × 3 processes) | not measured | not measured "
+            "| n/a | see the cost curve |"
+        )
     for role in ("leader", "follower"):
         o, t = so[f"{role}_rss_kib"] / 1024, sg[f"{role}_rss_kib"] / 1024
         row(f"Idle footprint, {role}: RSS", o, t, f"{o:.1f} MiB", f"{t:.1f} MiB")
         o, t = so[f"{role}_cpu_s_per_hour"], sg[f"{role}_cpu_s_per_hour"]
         row(f"Idle footprint, {role}: CPU seconds per hour", o, t, f"{o:.1f} s", f"{t:.1f} s")
+    neighbour_rows, neighbour_misses = neighbour_figures(nb)
+    curve_rows, curve_misses = curve_figures(sc, args.converge_timeout)
+    rows.extend(neighbour_rows + curve_rows)
 
     add("## Results")
     add("")
@@ -960,6 +1354,32 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
     add("")
     add("![Failover distributions](benchmarks/failover.svg)")
     add("")
+    if nb and "error" not in nb:
+        add("![Neighbours: RSS and CPU of a 10-lease process](benchmarks/neighbours.svg)")
+        add("")
+    if sc:
+        add("### Cost curve")
+        add("")
+        add(
+            "Values marked \\* were measured at a size that did not fit; — is a size not "
+            "measured. What stopped each implementation:"
+        )
+        add("")
+        for impl in (OURS, GO):
+            stopped = [p for p in sc[impl] if p.get("stopped_by")]
+            largest = largest_fit(sc, impl)
+            largest = "none" if largest is None else f"{largest:,}"
+            if stopped:
+                add(
+                    f"- {impl}: {stopped[0]['count']:,} leases per process did not fit: "
+                    f"{stopped[0]['stopped_by']}. The largest size that fit: {largest}."
+                )
+            else:
+                add(f"- {impl}: nothing; every size fit (up to {largest} leases per process).")
+        add("")
+        for chart, (title, _) in curve_svgs(sc).items():
+            add(f"![Cost curve: {title}](benchmarks/{chart})")
+            add("")
 
     # -- targets
     add("## Targets")
@@ -987,14 +1407,15 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
                 f"The {role} makes {o:.1f} lease requests per minute against client-go's "
                 f"{t:.1f}: {o / t:.2f} of client-go's, {o - t / 2:.1f} per minute over half. {why}"
             )
+    misses.extend(neighbour_misses + curve_misses)
     if not misses:
         add("Every target was met.")
     for miss in misses:
         add(f"- {miss}")
     add("")
-    expected_puts = sco["count"] / 2.0  # one renew per lease per retry period
-    ours_puts = sco["verbs_per_s"].get("PUT", 0.0)
-    if ours_puts > 1.25 * expected_puts:
+    expected_puts = sco["count"] / 2.0 if sco else 0.0  # one renew per lease per retry period
+    ours_puts = sco["verbs_per_s"].get("PUT", 0.0) if sco else 0.0
+    if sco and ours_puts > 1.25 * expected_puts:
         add(
             f"**Scale anomaly.** Our three processes made {ours_puts:.0f} PUT/s in steady state, "
             f"{ours_puts / expected_puts:.1f} times the one renew per lease per retry period "
@@ -1030,27 +1451,58 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
             f"{s['follower_cpu_ticks_s']:.2f} s in {s['follower_cpu_window_s'] / 60:.1f} min."
         )
     add("")
-    add("Scale, per replica (CPU in % of one core, median over the windows; RSS, the largest):")
-    add("")
-    add("| implementation | replica | leases held at the end | CPU | RSS |")
-    add("| --- | --- | ---: | ---: | ---: |")
-    for impl, result in ((OURS, sco), (GO, scg)):
-        for id in sorted(result["rss_mib"]):
-            add(
-                f"| {impl} | {id} | {result['holders'].get(id, 0):,} | "
-                f"{result['cpu_percent'][id]:.1f} % | {result['rss_mib'][id]:.1f} MiB |"
-            )
-    add("")
-    for impl, result in ((OURS, sco), (GO, scg)):
-        verbs = ", ".join(
-            f"{v} {n:.1f}" for v, n in sorted(result["verbs_per_s"].items()) if n >= 0.05
-        )
+    if nb and "error" not in nb:
         add(
-            f"- Scale, {impl}: lease requests per second by verb (API server's own included): "
-            f"{verbs or 'none'}; etcd CPU "
-            f"{result['etcd_cpu_percent']:.0f} % of one core."
+            f"Neighbours: during the {nb['window_s'] / 60:.1f} min of measurement the API server "
+            f"served {nb['requests_per_s']:.0f} lease requests per second (the neighbour's "
+            f"renewals, mostly) with {nb['apiserver_cpu_percent']:.0f} % of one core, etcd used "
+            f"{nb['etcd_cpu_percent']:.0f} %, the neighbour {nb['neighbour_cpu_percent']:.0f} %. "
+            "CPU time per minute of the 10-lease processes, from their threads' schedstat as a "
+            "cross-check of `/proc/PID/stat`: "
+            + "; ".join(
+                f"{impl} {site} {nb[impl][site]['cpu_fine_ms_per_min']:,.0f} ms"
+                for impl in (OURS, GO)
+                for site in NEIGHBOUR_SITES
+            )
+            + "."
         )
-    add("")
+        add("")
+    if sc:
+        add(
+            "Scale and cost curve, per replica (CPU in % of one core over the windows; RSS, the "
+            "largest):"
+        )
+        add("")
+        add(
+            "| implementation | leases per process | replica | leases held at the end | CPU "
+            "| RSS |"
+        )
+        add("| --- | ---: | --- | ---: | ---: | ---: |")
+        for impl in (OURS, GO):
+            for count in sc["sizes"]:
+                result = curve_point(sc, impl, count)
+                for id in sorted(result["rss_mib"]) if result else ():
+                    add(
+                        f"| {impl} | {count:,} | {id} | {result['holders'].get(id, 0):,} | "
+                        f"{result['cpu_percent'][id]:.1f} % | {result['rss_mib'][id]:.1f} MiB |"
+                    )
+        add("")
+        for impl in (OURS, GO):
+            for count in sc["sizes"]:
+                result = curve_point(sc, impl, count)
+                if not result:
+                    continue
+                verbs = ", ".join(
+                    f"{v} {n:.1f}" for v, n in sorted(result["verbs_per_s"].items()) if n >= 0.05
+                )
+                renews = result["verbs_per_s"].get("PUT", 0.0) * RETRY_PERIOD_S / count
+                add(
+                    f"- {impl}, {count:,} leases per process: lease requests per second by verb "
+                    f"(API server's own included): {verbs or 'none'}; renews per lease per "
+                    f"retry period {renews:.2f}; leadership changes during the windows "
+                    f"{result['leadership_changes']:,}; 429 answers {result['throttled']:,.0f}."
+                )
+        add("")
 
     # -- method
     add("## Method")
@@ -1065,6 +1517,10 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
         watch_timeout=WATCH_TIMEOUT_S, watch_rate=OURS_WATCH_PER_MIN,
         baseline_windows=args.baseline_windows,
         baseline=sum(n for v, n in st["baseline"]["per_min"].items() if v != "WATCH"),
+        sizes=", ".join(f"{n:,}" for n in args.scale_sizes),
+        nb_leases=args.neighbours_leases, nb_busy=f"{args.neighbours_busy:,}",
+        nb_windows=args.neighbours_windows, nb_window=args.neighbours_window,
+        nb_tolerance=NEIGHBOURS_TOLERANCE, min_renews=MIN_RENEWS_PER_RETRY_PERIOD,
     ))  # fmt: skip
     add("")
     add("<details><summary>Every trial (seconds)</summary>")
@@ -1079,9 +1535,15 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
     add("")
     add("</details>")
     add("")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     svg_dir.mkdir(parents=True, exist_ok=True)
     (svg_dir / "failover.svg").write_text(failover_svg(g, k))
+    if nb and "error" not in nb:
+        (svg_dir / "neighbours.svg").write_text(neighbours_svg(nb))
+    if sc:
+        for name, (_, svg) in curve_svgs(sc).items():
+            (svg_dir / name).write_text(svg)
 
 
 MISS_REASONS = {
@@ -1141,20 +1603,45 @@ METHOD = """\
   the leader's rate; two followers are added, and ({windows} more windows) each follower's rate
   is (total - leader) / 2. Figures are medians over the windows. Ours is `examples/periodic.rs` (the attributes over the same runtime as
   `examples/election.rs`), client-go is the peer.
-- **Scale** (figure 4): {replicas} processes started at once, each campaigning for the same
-  {count} Leases (ours: `examples/election.rs --lease-lock-name scale-0,...`; client-go:
-  `benches/go-electors`, {count} `LeaderElector`s on one clientset with client-go's
-  client-side rate limit off, as its default 5 requests per second could not renew {count}
-  leases). Time until every Lease has a holder is polled with a LIST every 0.25 s (given up
-  after {converge:.0f} s); then, after a {warmup:.0f} s warm-up, {scale_windows} windows of
-  {scale_window:.0f} s give lease requests per second at the API server, CPU (utime + stime from
-  `/proc/PID/stat`, in % of one core) and the largest VmRSS of each replica, and the leadership
-  changes (`leading` lines) during the windows. Ours and client-go run one after the other.
+- **Scale and cost curve** (figure 4): at each size N of {sizes} leases per process,
+  {replicas} processes started at once, each campaigning for the same N Leases in a fresh
+  namespace (ours: `examples/election.rs --lease-lock-name scale-0,...`; client-go:
+  `benches/go-electors`, N `LeaderElector`s on one clientset with client-go's client-side rate
+  limit off, as its default 5 requests per second could not renew 1,000 leases). The scale
+  rows are the point at N = {count}. Time until every Lease has a holder: from the start until
+  the last Lease is first taken (the candidates' `leading` lines), confirmed by a LIST that
+  finds a holder in each (LISTs repeat, every 0.25 s or every N / 4,000 s if longer, until
+  then; given up after {converge:.0f} s). Then, after a {warmup:.0f} s warm-up,
+  {scale_windows} windows of {scale_window:.0f} s give lease requests per second at the API
+  server (less the API server's own rate), CPU over the windows (utime + stime from
+  `/proc/PID/stat`, exact to the 10 ms tick and counting exited threads, in % of one core) of
+  each replica, kube-apiserver and etcd, the largest VmRSS of each replica, and the leadership
+  changes (`leading` lines) during the windows. Memory per lease is what one more lease adds to
+  the mean RSS of a process: (mean RSS at N - mean RSS at the smallest size) / (N - smallest
+  size). A size fits when every Lease had a leader within {converge:.0f} s, no process exited,
+  fewer than 1 % of the Leases changed leader during the windows (leaders that lose their
+  leases in steady state mean renewals no longer get through within the renew deadline), and
+  the leaders renewed each Lease at least {min_renews} times per retry period (PUTs at the API
+  server; once when it answers at once, fewer when each request takes seconds); an
+  implementation is not tried at larger sizes after one that does not fit. At each size
+  ours runs first, then client-go, one after the other; the series runs last, as its largest
+  size can leave the API server overloaded.
 - **Idle footprint** (figure 5): measured on the processes of figure 3. The leader's CPU is
   over all its windows ({leader_cpu_window:.0f} min), a follower's over the 3-candidate windows
   ({follower_cpu_window:.0f} min), extrapolated to one hour. CPU time is the run time of the
   process's threads (`/proc/PID/task/TID/schedstat`, nanoseconds; the 10 ms ticks of
   `/proc/PID/stat` are too coarse for idle processes). RSS is the largest VmRSS seen.
+- **Neighbours** (figure 6): one process of each implementation campaigning for
+  {nb_leases} Leases in a quiet namespace of its own, and one of each for {nb_leases} Leases
+  of its own in a namespace where a neighbour (`benches/go-electors`, one process, client-go
+  like most programs sharing a real namespace) holds and renews {nb_busy} Leases. The neighbour
+  leads its Leases before the four processes start; the four start together and run side by
+  side, so they share the machine's and the API server's load and differ only by their
+  namespace (the two busy ones see each other's {nb_leases} Leases too). Once each leads its
+  Leases, after a {warmup:.0f} s warm-up, {nb_windows} windows of {nb_window:.0f} s give the
+  largest VmRSS of each and its CPU time per minute (utime + stime from `/proc/PID/stat` over
+  the windows). Targets: ours beside the neighbour ≤ {nb_tolerance:g} × ours in the quiet
+  namespace, for memory and for CPU, and below client-go beside the neighbour.
 - Ratios are ours / client-go; below 1 means ours is faster or smaller."""
 
 
@@ -1289,7 +1776,221 @@ def failover_svg(graceful, kill):
     return "\n".join(out) + "\n"
 
 
+def svg_open(width, height):
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+    ]
+
+
+def neighbours_svg(nb):
+    """Figure 6 as bars: RSS and CPU time per minute of each 10-lease process."""
+    width, left, right, bar_h, gap, top = 780, 270, 90, 20, 6, 40
+    panels = (
+        ("RSS (MiB)", "rss_mib", lambda v: f"{v:.1f} MiB"),
+        ("CPU time per minute (ms)", "cpu_ms_per_min", lambda v: f"{v:,.0f} ms"),
+    )
+    bars = [
+        (f"{impl}, {where}", impl, site)
+        for impl in (OURS, GO)
+        for site, where in (
+            ("quiet", "quiet namespace"),
+            ("busy", f"beside {nb['neighbour_leases']:,} neighbour leases"),
+        )
+    ]
+    panel_h = len(bars) * (bar_h + gap)
+    height = top + len(panels) * (panel_h + 60) - 30
+    out = svg_open(width, height)
+    y0 = top
+    for title, key, fmt in panels:
+        values = [nb[impl][site][key] for _, impl, site in bars]
+        limit = NEIGHBOURS_TOLERANCE * nb[OURS]["quiet"][key]
+        hi = max(values + [limit]) * 1.05 or 1.0
+
+        def x_of(v, hi=hi):
+            return left + v / hi * (width - left - right)
+
+        out.append(f'<text x="{left}" y="{y0 - 12}" font-weight="bold">{html.escape(title)}</text>')
+        for i, (label, impl, site) in enumerate(bars):
+            y = y0 + i * (bar_h + gap)
+            v = nb[impl][site][key]
+            out.append(
+                f'<text x="{left - 10}" y="{y + bar_h * 0.7:.1f}" text-anchor="end">'
+                f"{html.escape(label)}</text>"
+            )
+            out.append(
+                f'<rect x="{left}" y="{y}" width="{x_of(v) - left:.1f}" height="{bar_h}" '
+                f'fill="{COLORS[impl]}" fill-opacity="{0.45 if site == "quiet" else 0.85}"/>'
+            )
+            out.append(
+                f'<text x="{x_of(v) + 6:.1f}" y="{y + bar_h * 0.7:.1f}" fill="#333">'
+                f"{html.escape(fmt(v))}</text>"
+            )
+        x = x_of(limit)
+        out.append(
+            f'<line x1="{x:.1f}" y1="{y0 - 4}" x2="{x:.1f}" y2="{y0 + panel_h}" stroke="#888" '
+            'stroke-dasharray="4 3"/>'
+        )
+        out.append(
+            f'<text x="{x:.1f}" y="{y0 + panel_h + 14}" text-anchor="middle" fill="#666" '
+            f'font-size="10">{NEIGHBOURS_TOLERANCE:g} × ours quiet (target)</text>'
+        )
+        y0 += panel_h + 60
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def nice_ceiling(v):
+    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least v."""
+    if v <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(v))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * power >= v * 0.9999:
+            return m * power
+    return 10 * power
+
+
+def curve_svg(title, unit, lines, log_y):
+    """A chart of the cost curve: x = leases per process (log scale); `lines` is a list of
+    (label, impl, dashed, [(count, value, fits)]); a hollow dot marks a size that did not fit."""
+    width, height, left, right, top, bottom = 760, 380, 70, 230, 40, 50
+    plot_w, plot_h = width - left - right, height - top - bottom
+    points = [(n, v, fit) for *_, pts in lines for n, v, fit in pts if not log_y or v > 0]
+    out = svg_open(width, height)
+    out.append(f'<text x="{left}" y="22" font-weight="bold">{html.escape(title)}</text>')
+    if not points:
+        out.append(f'<text x="{left}" y="{top + 40}">nothing measured</text></svg>')
+        return "\n".join(out) + "\n"
+    sizes = sorted({n for n, _, _ in points})
+    x_lo, x_hi = math.log10(sizes[0]) - 0.2, math.log10(sizes[-1]) + 0.2
+
+    def x_of(n):
+        return left + (math.log10(n) - x_lo) / (x_hi - x_lo) * plot_w
+
+    ys = [v for _, v, _ in points]
+    if log_y:
+        lo, hi = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+        hi = max(hi, lo + 1)
+        steps = (1, 2, 5) if hi - lo <= 3 else (1,)
+        ticks = [m * 10.0**e for e in range(lo, hi + 1) for m in steps if m * 10.0**e <= 10.0**hi]
+
+        def y_of(v, lo=lo, hi=hi):
+            return top + plot_h - (math.log10(v) - lo) / (hi - lo) * plot_h
+    else:
+        y_lo = min(0.0, -nice_ceiling(-min(ys))) if min(ys) < 0 else 0.0
+        y_hi = nice_ceiling(max(ys)) if max(ys) > 0 else 1.0
+        ticks = [y_lo + (y_hi - y_lo) * i / 5 for i in range(6)]
+
+        def y_of(v, lo=y_lo, hi=y_hi):
+            return top + plot_h - (v - lo) / (hi - lo) * plot_h
+
+    for t in ticks:
+        y = y_of(t)
+        out.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e5e5e5"/>'
+        )
+        out.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{t:g}</text>'
+        )
+    for n in sizes:
+        x = x_of(n)
+        out.append(
+            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#e5e5e5"/>'
+        )
+        out.append(
+            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle" fill="#444">'
+            f"{n:,}</text>"
+        )
+    out.append(
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>'
+    )
+    out.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 10}" text-anchor="middle" fill="#444">'
+        "leases per process (3 processes), log scale</text>"
+    )
+    out.append(
+        f'<text x="16" y="{top + plot_h / 2:.1f}" text-anchor="middle" fill="#444" '
+        f'transform="rotate(-90 16 {top + plot_h / 2:.1f})">'
+        f"{html.escape(unit + (', log scale' if log_y else ''))}</text>"
+    )
+    for i, (label, impl, dashed, pts) in enumerate(lines):
+        pts = [(n, v, fit) for n, v, fit in pts if not log_y or v > 0]
+        dash = ' stroke-dasharray="6 4"' if dashed else ""
+        if len(pts) > 1:
+            path = " ".join(f"{x_of(n):.1f},{y_of(v):.1f}" for n, v, _ in pts)
+            out.append(
+                f'<polyline points="{path}" fill="none" stroke="{COLORS[impl]}" '
+                f'stroke-width="2"{dash}/>'
+            )
+        for n, v, fit in pts:
+            fill = COLORS[impl] if fit else "white"
+            out.append(
+                f'<circle cx="{x_of(n):.1f}" cy="{y_of(v):.1f}" r="4" fill="{fill}" '
+                f'stroke="{COLORS[impl]}" stroke-width="1.5"/>'
+            )
+        ly = top + 10 + i * 20
+        lx = left + plot_w + 16
+        out.append(
+            f'<line x1="{lx}" y1="{ly}" x2="{lx + 28}" y2="{ly}" stroke="{COLORS[impl]}" '
+            f'stroke-width="2"{dash}/>'
+        )
+        out.append(f'<text x="{lx + 36}" y="{ly + 4}">{html.escape(label)}</text>')
+    out.append(
+        f'<text x="{left + plot_w + 16}" y="{top + 10 + len(lines) * 20 + 10}" fill="#666" '
+        'font-size="10">hollow: the size did not fit</text>'
+    )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# chart file -> the figures of CURVE_FIGURES drawn on it, as (key, label suffix, dashed)
+CURVE_CHARTS = {
+    "curve-convergence.svg": [("converged", "", False)],
+    "curve-rss.svg": [("rss_max", ", largest", False), ("rss_mean", ", mean", True)],
+    "curve-memory-per-lease.svg": [("per_lease", "", False)],
+    "curve-cpu.svg": [("cpu_mean", ", mean", False), ("cpu_max", ", largest", True)],
+    "curve-control-plane-cpu.svg": [("apiserver", ": kube-apiserver", False),
+                                    ("etcd", ": etcd", True)],
+    "curve-requests.svg": [("requests", "", False)],
+}  # fmt: skip
+
+
+def curve_svgs(sc):
+    """{file name: (title, SVG)} for figure 4's charts, both implementations on each."""
+    values = {impl: curve_figure_values(sc, impl) for impl in (OURS, GO)}
+    fits = {impl: {p["count"]: p.get("fits", False) for p in sc[impl]} for impl in (OURS, GO)}
+    figures = {key: (what, unit, log_y) for key, what, _, _, unit, log_y in CURVE_FIGURES}
+    charts = {}
+    for chart, keys in CURVE_CHARTS.items():
+        what, unit, log_y = figures[keys[0][0]]
+        lines = [
+            (
+                f"{impl}{suffix}",
+                impl,
+                dashed,
+                [(n, v, fits[impl][n]) for n, v in sorted(values[impl].get(key, {}).items())
+                 if v is not None],
+            )
+            for impl in (OURS, GO)
+            for key, suffix, dashed in keys
+        ]  # fmt: skip
+        title = what if len(keys) == 1 else what.split(",")[0].split(" (")[0]
+        if chart == "curve-control-plane-cpu.svg":
+            title = "control-plane CPU (% of one core)"
+        charts[chart] = (title, curve_svg(title[:1].upper() + title[1:], unit, lines, log_y))
+    return charts
+
+
 # ---------------------------------------------------------------------------------------------
+
+
+FIGURES = ("graceful", "kill", "steady", "neighbours", "scale")
+
+
+def sizes_list(text):
+    return [int(n) for n in text.split(",") if n]
 
 
 def main():
@@ -1303,12 +2004,22 @@ def main():
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--baseline-windows", type=int, default=2,
                         help="windows of the API server alone before figure 3")  # fmt: skip
-    parser.add_argument("--scale-leases", type=int, default=1000)
+    parser.add_argument("--scale-sizes", type=sizes_list, default=[10, 100, 1000, 5000],
+                        help="leases per process along the cost curve, comma-separated")  # fmt: skip
+    parser.add_argument("--scale-leases", type=int, default=1000,
+                        help="the size the scale rows show (added to --scale-sizes)")  # fmt: skip
     parser.add_argument("--scale-windows", type=int, default=3)
     parser.add_argument("--scale-window", type=float, default=20.0)
     parser.add_argument("--converge-timeout", type=float, default=180.0)
-    parser.add_argument("--only", default="graceful,kill,steady,scale",
-                        help="comma-separated subset of the figures, for debugging")  # fmt: skip
+    parser.add_argument("--neighbours-leases", type=int, default=10,
+                        help="leases of the measured process in figure 6")  # fmt: skip
+    parser.add_argument("--neighbours-busy", type=int, default=1000,
+                        help="leases the neighbour renews in figure 6")  # fmt: skip
+    parser.add_argument("--neighbours-windows", type=int, default=3)
+    parser.add_argument("--neighbours-window", type=float, default=40.0)
+    parser.add_argument("--only", default=",".join(FIGURES),
+                        help="comma-separated subset of the figures ("
+                        + ", ".join(FIGURES) + "); writes no report")  # fmt: skip
     parser.add_argument("--out", default=str(REPO / "docs" / "benchmarks.md"))
     parser.add_argument("--report-from", metavar="JSON",
                         help="only rewrite the report from a run's target/bench/last-run.json")  # fmt: skip
@@ -1317,18 +2028,33 @@ def main():
         args.graceful_trials, args.kill_trials = 3, 1
         args.windows, args.window, args.warmup, args.baseline_windows = 1, 10.0, 3.0, 1
         args.scale_leases, args.scale_windows, args.scale_window = 50, 1, 5.0
+        args.scale_sizes = [10, 50]
         args.converge_timeout = 60.0
+        args.neighbours_busy, args.neighbours_windows, args.neighbours_window = 200, 1, 10.0
         if args.out == str(REPO / "docs" / "benchmarks.md"):
             args.out = str(WORK / "quick" / "benchmarks.md")
+    args.scale_sizes = sorted(set(args.scale_sizes) | {args.scale_leases})
+    run_file = WORK / ("quick" if args.quick else "") / "last-run.json"
 
     if args.report_from:
         data = json.loads(Path(args.report_from).read_text())
         for impl in (OURS, GO):
             data["kill"][impl] = [tuple(x) for x in data["kill"][impl]]
+        if data.get("scale") and "sizes" not in data["scale"]:
+            # a run from before the cost curve: its one scale point
+            old = data["scale"]
+            data["scale"] = {"sizes": [old[OURS]["count"]]}
+            for impl in (OURS, GO):
+                point = dict(old[impl], fits=True, stopped_by=None)
+                point["rss_mean_mib"] = statistics.mean(point["rss_mib"].values())
+                point.setdefault("throttled", 0)
+                data["scale"][impl] = [point]
+        data["args"].setdefault("scale_sizes", data["scale"]["sizes"] if data.get("scale") else [])
         for key in ("graceful_trials", "kill_trials", "windows", "window", "warmup",
                     "baseline_windows", "scale_leases", "scale_windows", "scale_window",
-                    "converge_timeout", "quick"):  # fmt: skip
-            setattr(args, key, data["args"][key])
+                    "converge_timeout", "quick", "scale_sizes", "neighbours_leases",
+                    "neighbours_busy", "neighbours_windows", "neighbours_window"):  # fmt: skip
+            setattr(args, key, data["args"].get(key, getattr(args, key)))
         commands = Commands(args.bin_dir, "")
         out = Path(args.out)
         write_report(
@@ -1353,6 +2079,8 @@ def main():
     if os.getloadavg()[0] > 1.0 or busy:
         log(f"warning: the machine is not quiet (load {load}); figures will be noisy")
     only = set(args.only.split(","))
+    if only - set(FIGURES):
+        sys.exit(f"bench: --only takes {', '.join(FIGURES)}")
     data = {"load_at_start": load, "loads": {}}
 
     def note_load(figure):
@@ -1371,9 +2099,17 @@ def main():
         if "steady" in only else None
     )  # fmt: skip
     note_load("after figures 3 and 5")
+    data["neighbours"] = (
+        neighbours(api, commands, args.neighbours_leases, args.neighbours_busy,
+                   args.neighbours_windows, args.neighbours_window, args.warmup,
+                   args.converge_timeout)
+        if "neighbours" in only else None
+    )  # fmt: skip
+    note_load("after figure 6")
+    # last: its largest size can leave the API server overloaded
     baseline = data["steady"]["baseline"] if data["steady"] else None
     data["scale"] = (
-        scale(api, commands, args.scale_leases, 3, args.scale_windows, args.scale_window,
+        scale(api, commands, args.scale_sizes, 3, args.scale_windows, args.scale_window,
               args.warmup, args.converge_timeout, baseline)
         if "scale" in only else None
     )  # fmt: skip
@@ -1381,16 +2117,16 @@ def main():
     data["started_at"] = started_at.isoformat()
     data["elapsed_s"] = monotonic() - t0
     data["args"] = vars(args)
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "last-run.json").write_text(json.dumps(data, indent=1, default=str))
-    if only != {"graceful", "kill", "steady", "scale"}:
-        log(f"partial run (--only); raw data in {WORK / 'last-run.json'}, no report written")
+    run_file.parent.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(data, indent=1, default=str))
+    if only != set(FIGURES):
+        log(f"partial run (--only); raw data in {run_file}, no report written")
         return
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     svg_dir = out.parent / "benchmarks"
     write_report(out, svg_dir, data, commands, args, started_at, data["elapsed_s"])
-    log(f"wrote {out} and {svg_dir / 'failover.svg'} in {(monotonic() - t0) / 60:.1f} min")
+    log(f"wrote {out} and the plots in {svg_dir} in {(monotonic() - t0) / 60:.1f} min")
 
 
 if __name__ == "__main__":
