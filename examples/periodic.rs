@@ -60,6 +60,11 @@ struct Options {
     /// interface (needs feature `http`)
     #[arg(long, value_name = "PORT")]
     health_port: Option<u16>,
+    /// While leading, mark this pod (POD_NAME in POD_NAMESPACE, from the downward API) as the
+    /// last of its ReplicaSet to remove, for one handover per rolling update (needs `patch` on
+    /// pods)
+    #[arg(long)]
+    pod_deletion_cost: bool,
 }
 
 #[leader_only(lease = "my-leader-election-lock", every = "3s")]
@@ -87,10 +92,17 @@ async fn runtime_from_flags() -> leader::Result<Runtime> {
     let options: Options = flags::parse();
     let builder = Runtime::builder().apply_env();
     let builder = options.client_go.apply(builder).await;
-    let runtime = builder
-        .rename_lease(LEASE, options.lease_lock_name)
-        .build()
-        .await?;
+    let mut builder = builder.rename_lease(LEASE, options.lease_lock_name);
+    if options.pod_deletion_cost {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let (Some(namespace), Some(pod)) = (from_env("POD_NAMESPACE"), from_env("POD_NAME")) else {
+            let message =
+                "--pod-deletion-cost needs POD_NAME and POD_NAMESPACE (the downward API)\n";
+            clap::Error::raw(clap::error::ErrorKind::MissingRequiredArgument, message).exit()
+        };
+        builder = builder.pod_deletion_cost(namespace, pod);
+    }
+    let runtime = builder.build().await?;
     if let Some(port) = options.health_port {
         serve_health(&runtime, port).await?;
     }

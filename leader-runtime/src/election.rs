@@ -120,7 +120,15 @@ impl ElectionShared {
     }
 
     pub(crate) fn publish_term(&self, term: Option<Term>) {
-        self.term.send_replace(term);
+        let began = term.is_some();
+        let was = self.term.send_replace(term).is_some();
+        if let Some(pod_cost) = &self.common.pod_cost {
+            match (was, began) {
+                (false, true) => pod_cost.term_began(),
+                (true, false) => pod_cost.term_ended(),
+                _ => {}
+            }
+        }
     }
 
     /// Changes the status; watchers are woken only when something changed.

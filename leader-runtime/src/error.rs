@@ -46,6 +46,11 @@ pub const LEASE_RULE: &str = "apiGroups: [\"coordination.k8s.io\"], resources: [
 pub const EVENT_RULE: &str =
     "apiGroups: [\"events.k8s.io\"], resources: [\"events\"], verbs: [\"create\", \"patch\"]";
 
+/// The RBAC rule that lets a replica mark its own pod while it leads, with
+/// `RuntimeBuilder::pod_deletion_cost` (in the pod's namespace). Not part of [`RBAC_RULES`]: only
+/// that option needs it.
+pub const POD_RULE: &str = "apiGroups: [\"\"], resources: [\"pods\"], verbs: [\"patch\"]";
+
 /// Every RBAC rule the runtime needs, in each namespace where it holds leases, as a Role lists
 /// them: [`LEASE_RULE`] and [`EVENT_RULE`].
 pub const RBAC_RULES: [&str; 2] = [LEASE_RULE, EVENT_RULE];

@@ -64,6 +64,7 @@ mod http;
 mod identity;
 pub mod metrics;
 mod names;
+mod pod_cost;
 mod record;
 mod report;
 mod routes;
@@ -73,11 +74,12 @@ pub mod testing;
 
 pub use config::{ElectionConfig, JITTER_FACTOR};
 pub use election::{Election, Leadership, LeaseStatus};
-pub use error::{EVENT_RULE, Error, LEASE_RULE, RBAC_RULES, Result, Verb};
+pub use error::{EVENT_RULE, Error, LEASE_RULE, POD_RULE, RBAC_RULES, Result, Verb};
 pub use health::{DEFAULT_HEALTH_TOLERANCE, Verdict};
 #[cfg(feature = "http")]
 pub use http::{DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT, HttpServer, MAX_HEAD};
 pub use names::{validate_label, validate_lease_name, validate_namespace};
+pub use pod_cost::POD_DELETION_COST;
 pub use routes::{Reply, Routes};
 pub use runtime::{
     ENV_IDENTITY, ENV_NAMESPACE, ENV_STANDALONE, Runtime, RuntimeBuilder, shutdown_signal,

@@ -151,7 +151,7 @@ impl Reporter {
 
 /// Logs `message` (with `error`), and prints it to stderr too when the program installed no
 /// `tracing` subscriber, so that problems with the API server never go unsaid.
-fn say(level: Level, message: &str, error: Option<&Error>) {
+pub(crate) fn say(level: Level, message: &str, error: Option<&Error>) {
     match (level, error) {
         (Level::WARN, Some(error)) => warn!(%error, "{message}"),
         (Level::WARN, None) => warn!("{message}"),

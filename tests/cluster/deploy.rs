@@ -21,7 +21,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::serde::de::DeserializeOwned;
@@ -29,7 +29,8 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use leader::runtime::metrics::ErrorKind;
 use leader::runtime::{
-    DEFAULT_HEALTH_TOLERANCE, EVENT_RULE, ElectionConfig, LEASE_RULE, RBAC_RULES, Runtime,
+    DEFAULT_HEALTH_TOLERANCE, EVENT_RULE, ElectionConfig, LEASE_RULE, POD_DELETION_COST, POD_RULE,
+    RBAC_RULES, Runtime,
 };
 use serde_json::Value;
 
@@ -131,7 +132,9 @@ async fn manifests_apply_and_grant_exactly_what_the_runtime_needs() {
 }
 
 /// The container as the Deployment describes it, run as a process: its liveness and readiness
-/// probes get `200 ok` on the port and paths the manifest names, and `/metrics` shows the lease.
+/// probes get `200 ok` on the port and paths the manifest names, `/metrics` shows the lease, and
+/// while it leads, the pod it is told it runs in (`POD_NAME`; a Pod object without a node here)
+/// carries the pod deletion cost (`--pod-deletion-cost` in the manifest).
 #[tokio::test]
 async fn the_deployments_probes_answer_on_the_port_and_paths_it_names() {
     let cluster = control_plane();
@@ -175,6 +178,20 @@ async fn the_deployments_probes_answer_on_the_port_and_paths_it_names() {
         .expect("a free port")
         .port();
     args[port_arg] = free_port.to_string();
+    let pod_name = "periodic-7d9f8-probes";
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &installed.namespace);
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": pod_name },
+        "spec": {
+            "serviceAccountName": Manifests::name(&manifests.service_account),
+            "automountServiceAccountToken": false,
+            "containers": [{ "name": "periodic", "image": "periodic:latest" }],
+        }
+    }))
+    .expect("a Pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("creating the Pod object");
     let mut command = Command::new(example_binary("periodic"));
     command
         .args(&args)
@@ -187,7 +204,7 @@ async fn the_deployments_probes_answer_on_the_port_and_paths_it_names() {
             .as_ref()
             .and_then(|from| from.field_ref.as_ref());
         let value = match field.map(|field| field.field_path.as_str()) {
-            Some("metadata.name") => "periodic-7d9f8-probes".to_owned(),
+            Some("metadata.name") => pod_name.to_owned(),
             Some("metadata.namespace") => installed.namespace.clone(),
             other => panic!("an environment variable this test cannot fill in: {other:?}"),
         };
@@ -207,6 +224,19 @@ async fn the_deployments_probes_answer_on_the_port_and_paths_it_names() {
     assert_eq!(status, 200);
     let leading = format!("leader_election_master_status{{name=\"{LEASE}\"}} 1\n");
     assert!(metrics.contains(&leading), "{metrics}");
+    let deadline = Instant::now() + 10 * SECOND;
+    loop {
+        let pod = pods.get(pod_name).await.expect("reading the Pod");
+        let cost = pod.metadata.annotations.unwrap_or_default();
+        if cost.get(POD_DELETION_COST).map(String::as_str) == Some("1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {POD_DELETION_COST}: 1 on the leader's pod: {cost:?}"
+        );
+        tokio::time::sleep(SECOND / 10).await;
+    }
 
     process.signal("TERM");
     assert!(process.exited_successfully(15 * SECOND).await);
@@ -566,8 +596,10 @@ impl Manifests {
     /// ServiceAccount in the RoleBinding's own namespace.
     fn check_rbac_consistency(&self) {
         let role: Role = serde_json::from_value(self.role.clone()).expect("role.yaml is a Role");
+        // The runtime's rules, and the one `--pod-deletion-cost` (in the Deployment) needs.
         let recommended: Vec<PolicyRule> = RBAC_RULES
             .iter()
+            .chain([&POD_RULE])
             .map(|rule| {
                 serde_saphyr::from_str(&format!("{{{rule}}}"))
                     .expect("each rule is a YAML flow mapping")
@@ -616,7 +648,14 @@ fn check_deployment(deployment: &Deployment, namespace: &str, manifests: &Manife
         panic!("one container: {:?}", pod.containers);
     };
     let args = container.args.clone().unwrap_or_default();
-    assert_eq!(args, ["--lease-lock-name", LEASE, "--health-port", "8080"]);
+    let expected = [
+        "--lease-lock-name",
+        LEASE,
+        "--health-port",
+        "8080",
+        "--pod-deletion-cost",
+    ];
+    assert_eq!(args, expected);
     let env: BTreeMap<_, _> = container
         .env
         .iter()
