@@ -17,4 +17,5 @@ mod leadership;
 mod lease_api;
 mod logging;
 mod node;
+mod pod_cost;
 mod support;
