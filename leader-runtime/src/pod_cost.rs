@@ -64,11 +64,12 @@ impl PodDeletionCost {
 /// when RBAC refuses it or the pod does not exist.
 async fn keep(client: kube::Client, pod: PodRef, mut leading: watch::Receiver<usize>) {
     let pods: Api<Pod> = Api::namespaced(client, &pod.namespace);
-    // What the pod carries as far as this task knows: nothing at first.
-    let mut written = 0;
+    // What the pod carries as far as this task knows: unknown at first (an earlier container in
+    // the same pod may have left a cost), so the first value is always written.
+    let mut written = None;
     loop {
         let wanted = *leading.borrow_and_update();
-        if wanted != written {
+        if written != Some(wanted) {
             let value = match wanted {
                 0 => k8s_openapi::serde_json::Value::Null,
                 count => count.to_string().into(),
@@ -82,7 +83,7 @@ async fn keep(client: kube::Client, pod: PodRef, mut leading: watch::Receiver<us
             match patched {
                 Ok(_) => {
                     debug!(pod = %pod.name, cost = wanted, "pod deletion cost written");
-                    written = wanted;
+                    written = Some(wanted);
                 }
                 Err(kube::Error::Api(status)) if status.code == 403 || status.code == 404 => {
                     let why = if status.code == 403 {
