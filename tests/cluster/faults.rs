@@ -38,27 +38,23 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future};
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::leadership::{
     End, Interval, Transcript, check_fencing_tokens, leadership_intervals, line_time,
     overlapping_pairs, report, stamped,
 };
+use crate::lease_history::LeaseHistory;
 use crate::support::{
-    Candidate, ControlPlane, FAST_TIMINGS, Identity, Implementation, PrivatePlane, Server,
-    control_plane,
+    Candidate, ControlPlane, FAST_TIMINGS, Identity, Implementation, PrivatePlane, RemoveOnDrop,
+    Server, control_plane,
 };
+use crate::toxiproxy::{self, Toxiproxy, toxic};
 
 const SECOND: Duration = Duration::from_secs(1);
 const MILLISECOND: Duration = Duration::from_millis(1);
@@ -142,15 +138,8 @@ impl Kind {
 
     /// The toxics that make this network fault, on the leader's proxy.
     fn toxics(self) -> Vec<serde_json::Value> {
-        let toxic = |name: &str, kind: &str, stream: &str, attributes| {
-            json!({"name": name, "type": kind, "stream": stream, "toxicity": 1.0,
-                   "attributes": attributes})
-        };
         match self {
-            Kind::Cut => vec![
-                toxic("cut-up", "timeout", "upstream", json!({"timeout": 0})),
-                toxic("cut-down", "timeout", "downstream", json!({"timeout": 0})),
-            ],
+            Kind::Cut => toxiproxy::cut(),
             Kind::Latency => vec![toxic(
                 "latency",
                 "latency",
@@ -220,179 +209,6 @@ fn settings() -> Settings {
 }
 
 // ---------------------------------------------------------------------------------------------
-// toxiproxy, over its HTTP API on loopback.
-
-/// A toxiproxy server for the campaign.
-struct Toxiproxy {
-    child: Child,
-    api: SocketAddr,
-}
-
-impl Toxiproxy {
-    fn start(binary: &Path, log: &Path) -> Toxiproxy {
-        let port = free_port();
-        let log = std::fs::File::create(log).expect("creating the toxiproxy log");
-        let child = Command::new(binary)
-            .args(["-host", "127.0.0.1", "-port", &port.to_string()])
-            .env("LOG_LEVEL", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
-        let mut toxiproxy = Toxiproxy {
-            child,
-            api: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + 10 * SECOND;
-        while toxiproxy.request("GET", "/version", None).is_err() {
-            if let Ok(Some(status)) = toxiproxy.child.try_wait() {
-                panic!("toxiproxy exited at startup: {status}");
-            }
-            assert!(Instant::now() < deadline, "toxiproxy not up after 10 s");
-            std::thread::sleep(20 * MILLISECOND);
-        }
-        toxiproxy
-    }
-
-    /// One HTTP/1.1 request with a JSON body; the status and body of the answer.
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> std::io::Result<(u16, String)> {
-        let mut stream = TcpStream::connect_timeout(&self.api, 5 * SECOND)?;
-        stream.set_read_timeout(Some(10 * SECOND))?;
-        let body = body.map(ToString::to_string).unwrap_or_default();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.api,
-            body.len()
-        )?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        let status = answer
-            .split(' ')
-            .nth(1)
-            .and_then(|status| status.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("no HTTP status in {answer:?}")))?;
-        let body = answer
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, body)| body)
-            .to_owned();
-        Ok((status, body))
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> String {
-        match self.request(method, path, body) {
-            Ok((200..=299, answer)) => answer,
-            Ok((status, answer)) => panic!("toxiproxy {method} {path}: {status} {answer}"),
-            Err(error) => panic!("toxiproxy {method} {path}: {error}"),
-        }
-    }
-
-    /// Creates a proxy to `upstream` on a free loopback port and returns the port.
-    fn create_proxy(&self, name: &str, upstream: &str) -> u16 {
-        let proxy = json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream});
-        let answer = self.call("POST", "/proxies", Some(&proxy));
-        let answer: serde_json::Value = serde_json::from_str(&answer)
-            .unwrap_or_else(|error| panic!("toxiproxy answered {answer:?}: {error}"));
-        answer["listen"]
-            .as_str()
-            .and_then(|listen| listen.rsplit_once(':'))
-            .and_then(|(_, port)| port.parse().ok())
-            .unwrap_or_else(|| panic!("no listen port in {answer}"))
-    }
-
-    fn add_toxic(&self, proxy: &str, toxic: &serde_json::Value) {
-        self.call("POST", &format!("/proxies/{proxy}/toxics"), Some(toxic));
-    }
-
-    fn remove_toxic(&self, proxy: &str, toxic: &str) {
-        self.call("DELETE", &format!("/proxies/{proxy}/toxics/{toxic}"), None);
-    }
-
-    fn delete_proxy(&self, proxy: &str) {
-        self.call("DELETE", &format!("/proxies/{proxy}"), None);
-    }
-}
-
-impl Drop for Toxiproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
-    listener.local_addr().expect("local address").port()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The Lease as the API server committed it, for the evidence behind a client-go finding.
-
-#[derive(Clone, Debug, PartialEq)]
-struct Record {
-    /// When the test's watch delivered it.
-    seen_at: Instant,
-    holder: Option<String>,
-    transitions: i32,
-    duration_seconds: Option<i32>,
-    renew_time: Option<String>,
-}
-
-impl Record {
-    fn same_state(&self, other: &Record) -> bool {
-        (
-            &self.holder,
-            self.transitions,
-            self.duration_seconds,
-            &self.renew_time,
-        ) == (
-            &other.holder,
-            other.transitions,
-            other.duration_seconds,
-            &other.renew_time,
-        )
-    }
-}
-
-type History = Arc<Mutex<Vec<Record>>>;
-
-/// Records every state of the lease seen by a watch (direct, not through toxiproxy).
-fn record_history(leases: Api<Lease>) -> (History, tokio::task::JoinHandle<()>) {
-    let history = History::default();
-    let sink = Arc::clone(&history);
-    let task = tokio::spawn(async move {
-        let config = watcher::Config::default().fields(&format!("metadata.name={LEASE}"));
-        let mut events = std::pin::pin!(watcher(leases, config).default_backoff());
-        while let Some(event) = events.next().await {
-            let (Ok(watcher::Event::Apply(lease)) | Ok(watcher::Event::InitApply(lease))) = event
-            else {
-                continue;
-            };
-            let spec = lease.spec.unwrap_or_default();
-            let record = Record {
-                seen_at: Instant::now(),
-                holder: spec.holder_identity.filter(|holder| !holder.is_empty()),
-                transitions: spec.lease_transitions.unwrap_or(0),
-                duration_seconds: spec.lease_duration_seconds,
-                renew_time: spec.renew_time.map(|time| time.0.to_string()),
-            };
-            let mut history = sink.lock().unwrap();
-            if history.last().is_none_or(|last| !last.same_state(&record)) {
-                history.push(record);
-            }
-        }
-    });
-    (history, task)
-}
-
-// ---------------------------------------------------------------------------------------------
 // One trial: a fleet on one lease, one fault on its leader.
 
 struct Member {
@@ -411,8 +227,7 @@ struct Fleet<'a> {
     kubeconfigs: PathBuf,
     namespace: String,
     members: Vec<Member>,
-    history: History,
-    watch: tokio::task::JoinHandle<()>,
+    history: LeaseHistory,
     base: Instant,
     notes: Vec<String>,
 }
@@ -458,7 +273,7 @@ impl<'a> Fleet<'a> {
     ) -> Fleet<'a> {
         let namespace = plane.namespace(&format!("fault-{}", kind.name())).await;
         let leases = Api::namespaced(plane.client(Identity::Admin).await, &namespace);
-        let (history, watch) = record_history(leases);
+        let history = LeaseHistory::record(leases, Some(LEASE));
         let mut fleet = Fleet {
             kind,
             number,
@@ -468,7 +283,6 @@ impl<'a> Fleet<'a> {
             namespace,
             members: Vec::new(),
             history,
-            watch,
             base: Instant::now(),
             notes: Vec::new(),
         };
@@ -509,22 +323,9 @@ impl<'a> Fleet<'a> {
             count + 1
         );
         let proxy = format!("{}-{id}", self.namespace);
-        let info = self.plane.info();
-        let server = info["server"]
-            .as_str()
-            .expect("server in control-plane.json");
-        let upstream = server.trim_start_matches("https://");
-        let port = self.toxiproxy.create_proxy(&proxy, upstream);
-        // The serving certificate names 127.0.0.1, so any port on it verifies.
-        let admin = self.plane.kubeconfig(Identity::Admin);
-        let text = std::fs::read_to_string(&admin).expect("reading the admin kubeconfig");
-        assert!(text.contains(server), "{} names {server}", admin.display());
-        let kubeconfig = self.kubeconfigs.join(format!("{proxy}.kubeconfig"));
-        std::fs::write(
-            &kubeconfig,
-            text.replace(server, &format!("https://127.0.0.1:{port}")),
-        )
-        .expect("writing a kubeconfig");
+        let kubeconfig = self
+            .toxiproxy
+            .proxied_kubeconfig(self.plane, &proxy, &self.kubeconfigs);
         let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path").to_owned();
         // Both programs take the last value of a repeated flag: this --kubeconfig wins over
         // the admin one `start_as` passes first.
@@ -620,19 +421,14 @@ impl<'a> Fleet<'a> {
             Kind::Cut | Kind::Latency | Kind::Bandwidth | Kind::ResetPeer => {
                 let proxy = self.members[leader].proxy.clone();
                 let toxics = kind.toxics();
-                for toxic in &toxics {
-                    self.toxiproxy.add_toxic(&proxy, toxic);
-                }
+                self.toxiproxy.add_toxics(&proxy, &toxics);
                 let at = Instant::now();
                 let moved = self.await_handover(leader, kind.max_hold()).await;
                 if moved {
                     // Let the old leader run into the fault a little longer.
                     tokio::time::sleep(SECOND).await;
                 }
-                for toxic in &toxics {
-                    self.toxiproxy
-                        .remove_toxic(&proxy, toxic["name"].as_str().expect("named"));
-                }
+                self.toxiproxy.remove_toxics(&proxy, &toxics);
                 Injected {
                     leader,
                     at,
@@ -702,7 +498,7 @@ impl<'a> Fleet<'a> {
             .collect();
         self.stop(&followers).await;
         self.stop(&leaders).await;
-        self.watch.abort();
+        self.history.stop();
         for member in &self.members {
             self.toxiproxy.delete_proxy(&member.proxy);
         }
@@ -770,7 +566,7 @@ impl<'a> Fleet<'a> {
             }
         }
         let _ = writeln!(text, "--- the Lease as the API server committed it");
-        for record in self.history.lock().unwrap().iter() {
+        for record in &self.history.of(LEASE) {
             let _ = writeln!(
                 text,
                 "{:>10.1} ms  holder {:?}, leaseTransitions {}, leaseDurationSeconds {:?}, \
@@ -925,7 +721,7 @@ impl<'a> Fleet<'a> {
         if later.implementation != Implementation::Go {
             return None;
         }
-        let history = self.history.lock().unwrap();
+        let history = self.history.of(LEASE);
         let taken = (2..history.len()).rev().find(|&i| {
             history[i].holder.as_deref() == Some(later.id.as_str())
                 && history[i - 1].holder.is_none()
@@ -960,7 +756,7 @@ impl<'a> Fleet<'a> {
         earlier: &Interval,
         later: &Interval,
     ) -> Result<ClientGoOverlap, String> {
-        let history = self.history.lock().unwrap();
+        let history = self.history.of(LEASE);
         // The record in which `later` became the holder, seen around when it said it leads.
         let taken = history
             .iter()
@@ -1498,14 +1294,6 @@ async fn fault_campaign() {
         "no leader after the fault in: {:?}",
         leaderless.iter().map(|r| &r.label).collect::<Vec<_>>()
     );
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

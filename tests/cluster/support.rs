@@ -863,3 +863,12 @@ fn strip_colours(line: &str) -> String {
     }
     plain
 }
+
+/// A directory removed with everything in it when this is dropped.
+pub(crate) struct RemoveOnDrop(pub(crate) PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
