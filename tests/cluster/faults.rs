@@ -49,7 +49,7 @@ use crate::leadership::{
     End, Interval, Transcript, check_fencing_tokens, leadership_intervals, line_time,
     overlapping_pairs, report, stamped,
 };
-use crate::lease_history::LeaseHistory;
+use crate::lease_history::{LeaseHistory, Renewals};
 use crate::support::{
     Candidate, ControlPlane, FAST_TIMINGS, Identity, Implementation, PrivatePlane, RemoveOnDrop,
     Server, control_plane,
@@ -273,7 +273,7 @@ impl<'a> Fleet<'a> {
     ) -> Fleet<'a> {
         let namespace = plane.namespace(&format!("fault-{}", kind.name())).await;
         let leases = Api::namespaced(plane.client(Identity::Admin).await, &namespace);
-        let history = LeaseHistory::record(leases, Some(LEASE));
+        let history = LeaseHistory::record(leases, Some(LEASE), Renewals::Keep);
         let mut fleet = Fleet {
             kind,
             number,

@@ -19,5 +19,6 @@ mod lease_history;
 mod logging;
 mod node;
 mod pod_cost;
+mod soak;
 mod support;
 mod toxiproxy;

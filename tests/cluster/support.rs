@@ -175,15 +175,26 @@ impl Candidate {
                 cluster.peer_binary()
             }
         };
-        Self::spawn(
-            binary,
-            implementation,
-            cluster,
-            id,
-            namespace,
-            leases,
-            options,
-        )
+        let args = Self::args(cluster, id, namespace, leases, options);
+        let stderr = std::process::Stdio::inherit();
+        Self::launch(binary, implementation, id, &args, stderr)
+    }
+
+    /// [`Candidate::start`] with the process's standard error written to `log` instead of the
+    /// test's, for long runs whose candidates log a lot.
+    pub(crate) fn start_logging_to(
+        cluster: &ControlPlane,
+        id: &str,
+        namespace: &str,
+        leases: &[String],
+        options: &[&str],
+        log: &Path,
+    ) -> Self {
+        let file = std::fs::File::create(log)
+            .unwrap_or_else(|error| panic!("creating {}: {error}", log.display()));
+        let args = Self::args(cluster, id, namespace, leases, options);
+        let binary = example_binary("election");
+        Self::launch(binary, Implementation::Rust, id, &args, file.into())
     }
 
     /// Starts `examples/<example>.rs` as a candidate: any example that takes client-go's example
@@ -198,26 +209,20 @@ impl Candidate {
     ) -> Self {
         let leases = [lease.to_owned()];
         let binary = example_binary(example);
-        Self::spawn(
-            binary,
-            Implementation::Rust,
-            cluster,
-            id,
-            namespace,
-            &leases,
-            options,
-        )
+        let args = Self::args(cluster, id, namespace, &leases, options);
+        let stderr = std::process::Stdio::inherit();
+        Self::launch(binary, Implementation::Rust, id, &args, stderr)
     }
 
-    fn spawn(
-        binary: PathBuf,
-        implementation: Implementation,
+    /// The command line of a candidate: the admin's kubeconfig, the identity, the namespace,
+    /// the leases, then `options`.
+    fn args(
         cluster: &ControlPlane,
         id: &str,
         namespace: &str,
         leases: &[String],
         options: &[&str],
-    ) -> Self {
+    ) -> Vec<std::ffi::OsString> {
         let kubeconfig = cluster.kubeconfig(Identity::Admin);
         let mut args = vec!["--kubeconfig".into(), kubeconfig.into_os_string()];
         let flags = [
@@ -229,13 +234,20 @@ impl Candidate {
             &leases.join(","),
         ];
         args.extend(flags.iter().chain(options).map(Into::into));
-        Self::launch(binary, implementation, id, &args)
+        args
     }
 
     /// Starts `examples/<example>.rs` with exactly `args`; `id` names it in failure messages.
     pub(crate) fn start_with_args(example: &str, id: &str, args: &[String]) -> Self {
         let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-        Self::launch(example_binary(example), Implementation::Rust, id, &args)
+        let stderr = std::process::Stdio::inherit();
+        Self::launch(
+            example_binary(example),
+            Implementation::Rust,
+            id,
+            &args,
+            stderr,
+        )
     }
 
     fn launch(
@@ -243,11 +255,13 @@ impl Candidate {
         implementation: Implementation,
         id: &str,
         args: &[std::ffi::OsString],
+        stderr: std::process::Stdio,
     ) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(&binary)
             .args(args)
             .stdout(std::process::Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|error| panic!("starting {}: {error}", binary.display()));
         let stdout = child.stdout.take().expect("piped stdout");
