@@ -5,7 +5,10 @@
 #   2. unit, doc, trybuild UI and integration tests against a real control plane;
 #   3. the attribute tests again on one thread (they must not depend on each other);
 #   4. the consumer crate outside the workspace, with the oldest and the newest Kubernetes version;
-#   5. the node tests (tests/cluster/node.rs) against a control plane with a real node, on their
+#   5. the one-minute soak (tests/cluster/soak.rs: 3 processes contending for 100 leases under
+#      faults), on a control plane of its own, for the same reason as the node tests below; it
+#      writes under target/soak/ (`make soak` runs it for 30 minutes and writes docs/soak.md);
+#   6. the node tests (tests/cluster/node.rs) against a control plane with a real node, on their
 #      own so that the node's processes do not share the 2 cores with the timing-sensitive tests.
 #      Inside the node's network namespace there is no network: cargo runs offline there.
 # Every step runs even if an earlier one failed, and the script exits with the first failure's
@@ -34,9 +37,11 @@ step() {
 	fi
 }
 
-step "$bin/launcher" run -- cargo test --workspace --all-features --locked -- --skip node::
+step "$bin/launcher" run -- cargo test --workspace --all-features --locked -- --skip node:: \
+	--skip soak::soak
 step cargo test --all-features --locked --test attributes -- --test-threads=1
 step make --no-print-directory consumers
+step "$bin/launcher" run -- cargo test --all-features --locked --test cluster -- --exact soak::soak
 step env CARGO_NET_OFFLINE=true "$bin/launcher" run --node "$node" --images "$images" \
 	-- cargo test --all-features --locked --test cluster node:: -- --test-threads=1
 if ((status == 0)); then
