@@ -161,8 +161,8 @@ impl Summary<'_, '_> {
             "At the end, with every lease led, every watch back and every process live and ready, \
              followers still showed a request that had failed during a cut in \
              `LeaseStatus::last_error` ({}). The status clears it only at the next successful \
-             request, and a follower fed by its watch sends none until it takes a lease over: \
-             in a quiet namespace the error stays there for good. It is reported here and not \
+             request, and a follower fed by its watch sends none until it goes for a lease, so \
+             the error can show long after the API server is back. It is reported here and not \
              failed on; a leader's failed request (cleared by its next renew, every second) \
              fails the soak.\n",
             list.join(", ")
