@@ -19,7 +19,7 @@ pub(super) struct Chart {
     pub(super) x_max: f64,
     pub(super) panels: Vec<Panel>,
     pub(super) markers: Vec<Marker>,
-    /// What the markers' colours mean.
+    /// What the markers' colours mean; markers are drawn in these colours only.
     pub(super) marker_legend: Vec<(&'static str, &'static str)>,
     /// Shaded spans of time: from, to (seconds), colour, label.
     pub(super) bands: Vec<(f64, f64, &'static str, &'static str)>,
@@ -67,6 +67,38 @@ fn ticks(max: f64, count: f64) -> Vec<f64> {
         .unwrap_or(10.0 * power);
     let steps = (max / step).ceil() as usize;
     (0..=steps).map(|i| i as f64 * step).collect()
+}
+
+/// Pixels per bucket in [`thin`].
+const BUCKET: f64 = 2.0;
+
+/// At most two points per [`BUCKET`] pixels of `points` (pixel coordinates, in time order): the
+/// lowest and the highest of each bucket, in the order they came, so a long series draws the
+/// same spikes in a fraction of the points.
+fn thin(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut kept = Vec::new();
+    let mut start = 0;
+    while start < points.len() {
+        let bucket = (points[start].0 / BUCKET).floor();
+        let end = start
+            + points[start..]
+                .iter()
+                .take_while(|(px, _)| (px / BUCKET).floor() == bucket)
+                .count();
+        let slice = &points[start..end];
+        let by_y = |a: &&(f64, f64), b: &&(f64, f64)| a.1.total_cmp(&b.1);
+        let low = slice.iter().enumerate().min_by(|a, b| by_y(&a.1, &b.1));
+        let high = slice.iter().enumerate().max_by(|a, b| by_y(&a.1, &b.1));
+        if let (Some((i, &low)), Some((j, &high))) = (low, high) {
+            match i.cmp(&j) {
+                std::cmp::Ordering::Less => kept.extend([low, high]),
+                std::cmp::Ordering::Greater => kept.extend([high, low]),
+                std::cmp::Ordering::Equal => kept.push(low),
+            }
+        }
+        start = end;
+    }
+    kept
 }
 
 fn escape(text: &str) -> String {
@@ -151,22 +183,33 @@ impl Chart {
                     number(tick)
                 );
             }
-            for marker in &self.markers {
-                let _ = writeln!(
-                    svg,
-                    r#"<line x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{bottom}" stroke="{1}" stroke-opacity="0.45"/>"#,
-                    x(marker.at),
-                    marker.color
-                );
+            // One path per marker colour.
+            for &(_, color) in &self.marker_legend {
+                let path: String = self
+                    .markers
+                    .iter()
+                    .filter(|marker| marker.color == color)
+                    .map(|marker| format!("M{:.1} {top}V{bottom}", x(marker.at)))
+                    .collect();
+                if !path.is_empty() {
+                    let _ = writeln!(
+                        svg,
+                        r#"<path d="{path}" stroke="{color}" stroke-opacity="0.45"/>"#
+                    );
+                }
             }
             for line in &panel.lines {
                 if line.points.is_empty() {
                     continue;
                 }
-                let points: Vec<String> = line
+                let pixels: Vec<(f64, f64)> = line
                     .points
                     .iter()
-                    .map(|&(at, value)| format!("{:.1},{:.1}", x(at), y(value)))
+                    .map(|&(at, value)| (x(at), y(value)))
+                    .collect();
+                let points: Vec<String> = thin(&pixels)
+                    .iter()
+                    .map(|(px, py)| format!("{px:.1},{py:.1}"))
                     .collect();
                 let dash = if line.dashed {
                     r#" stroke-dasharray="4 3""#
@@ -288,6 +331,22 @@ mod tests {
             [0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0]
         );
         assert_eq!(ticks(0.0, 4.0), [0.0, 0.5, 1.0]);
+    }
+
+    #[test]
+    fn thinning_keeps_each_buckets_extremes_in_order() {
+        let points = [
+            (0.0, 5.0),
+            (0.5, 9.0),
+            (1.0, 1.0),
+            (1.5, 5.0),
+            (2.0, 3.0),
+            (9.0, 4.0),
+        ];
+        assert_eq!(
+            thin(&points),
+            [(0.5, 9.0), (1.0, 1.0), (2.0, 3.0), (9.0, 4.0)]
+        );
     }
 
     #[test]
