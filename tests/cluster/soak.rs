@@ -29,7 +29,7 @@
 //!   `long-2`, RSS, file descriptors other than sockets, and alive tasks other than the
 //!   per-term and per-connection ones within 5 % between the first window after warm-up and
 //!   the last; the sockets (the HTTP connection pool, which swings with every takeover) with a
-//!   peak no more than 5 % higher. The restarted processes are not judged: each lives for two faults, less than
+//!   last window's peak no more than 5 % above the peak before it. The restarted processes are not judged: each lives for two faults, less than
 //!   the warm-up; their peaks are reported.
 //! - **Nothing unrecovered**: every fault recovered (every lease led again within 30 s); after
 //!   the last one, every process still runs, is live and ready with every watch back and no
@@ -1038,7 +1038,7 @@ async fn soak() {
         checks.push((
             format!(
                 "{}: flat after warm-up (RSS, fds other than sockets, and tasks other than terms' \
-                 and connections' within {:.0} %; the sockets' peak no higher)",
+                 and connections' within {:.0} %; the sockets' peak no higher than before)",
                 process.id(),
                 resources::FLAT * 100.0
             ),

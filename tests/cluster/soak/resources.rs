@@ -15,10 +15,13 @@
 //!   90 s, a takeover of dozens of leases opens dozens at once (up to 64 lease requests in
 //!   flight, and an Event each), and a cut process piles up connection attempts until it is
 //!   healed: the count swings between about 20 and 130 within seconds and stays up for a while
-//!   after a large burst, so its median moves by far more than 5 % with no leak at all. What
-//!   is bounded by design is the peak: the highest reading of the last window must not be more
-//!   than 5 % above the first window's. A connection that is never closed would raise every
-//!   reading after it, the peak included.
+//!   after a large burst, so its median moves by far more than 5 % with no leak at all, and
+//!   so does the peak of a single window (93 in one, 104 in the next). What bursts bound is
+//!   the peak over the run: the highest reading of the last window must not be more than 5 %
+//!   above the highest before it (warm-up included, with the first burst of all, when three
+//!   processes create the 100 leases). A connection never closed would raise every reading
+//!   after it, so a leak ends above everything seen before. A connection held by a leaked task
+//!   also shows in the tasks above, one per socket and one for its owner.
 
 use std::time::Instant;
 
@@ -62,7 +65,7 @@ impl Windows {
 pub(super) enum Rule {
     /// The last window's median within [`FLAT`] of the first window's.
     Median,
-    /// The last window's highest reading at most [`FLAT`] above the first window's.
+    /// The last window's highest reading at most [`FLAT`] above the highest before it.
     Peak,
 }
 
@@ -74,7 +77,9 @@ pub(super) struct Verdict {
     pub(super) first: f64,
     /// The last window's median.
     pub(super) last: f64,
-    pub(super) first_peak: f64,
+    /// The highest reading before the last window, warm-up included.
+    pub(super) earlier_peak: f64,
+    /// The highest reading of the last window.
     pub(super) last_peak: f64,
 }
 
@@ -96,7 +101,11 @@ impl Verdict {
             rule,
             first: median(&first)?,
             last: median(&last)?,
-            first_peak: *first.last()?,
+            earlier_peak: points
+                .iter()
+                .filter(|(at, _)| *at < windows.last.0)
+                .map(|&(_, value)| value)
+                .reduce(f64::max)?,
             last_peak: *last.last()?,
         })
     }
@@ -112,11 +121,11 @@ impl Verdict {
     pub(super) fn is_flat(&self) -> bool {
         match self.rule {
             Rule::Median => self.change().abs() <= FLAT,
-            Rule::Peak => self.last_peak <= self.first_peak * (1.0 + FLAT),
+            Rule::Peak => self.last_peak <= self.earlier_peak * (1.0 + FLAT),
         }
     }
 
-    /// `first -> last (change)` of the medians, and of the peaks for [`Rule::Peak`].
+    /// `first -> last (change)` of the medians, and the peaks for [`Rule::Peak`].
     pub(super) fn describe(&self) -> String {
         let medians = format!(
             "{:.1} -> {:.1} ({:+.1} %)",
@@ -127,8 +136,8 @@ impl Verdict {
         match self.rule {
             Rule::Median => medians,
             Rule::Peak => format!(
-                "peak {:.0} -> {:.0}; median {medians}",
-                self.first_peak, self.last_peak
+                "peak {:.0} before, {:.0} in the last window; median {medians}",
+                self.earlier_peak, self.last_peak
             ),
         }
     }
@@ -262,11 +271,13 @@ mod tests {
             .collect();
         let verdict = Verdict::of(&growing, &windows, Rule::Median).unwrap();
         assert!(!verdict.is_flat(), "{verdict:?}");
-        // A pool that swings under the same peak passes the peak rule, not the median one.
+        // A pool that swings under the same peak passes the peak rule, not the median one;
+        // a lower peak in the first window than in the last does not matter.
         let swinging: Vec<(f64, f64)> = (0..60)
             .map(|s| {
                 let high = if s < 40 { s % 10 < 3 } else { s % 10 < 6 };
-                (f64::from(s), if high { 100.0 } else { 40.0 })
+                let peak = if (20..40).contains(&s) { 90.0 } else { 100.0 };
+                (f64::from(s), if high { peak } else { 40.0 })
             })
             .collect();
         let peak = Verdict::of(&swinging, &windows, Rule::Peak).unwrap();
