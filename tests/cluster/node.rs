@@ -40,17 +40,8 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
     let leases: Api<Lease> = Api::namespaced(admin, &namespace);
 
     // examples/deploy/ as written, but for the patches printed here.
+    apply_service_account_and_role(&node, &namespace);
     let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy");
-    for file in ["serviceaccount.yaml", "role.yaml", "rolebinding.yaml"] {
-        let path = manifests.join(file);
-        node.kubectl(&[
-            "apply",
-            "-n",
-            &namespace,
-            "-f",
-            path.to_str().expect("UTF-8"),
-        ]);
-    }
     let path = manifests.join("deployment.yaml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
@@ -166,6 +157,16 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
 
     node.kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
     println!("node smoke test took {:.1?}", began.elapsed());
+}
+
+/// Applies `examples/deploy/`'s ServiceAccount, Role and RoleBinding in `namespace`, as written.
+fn apply_service_account_and_role(node: &Node, namespace: &str) {
+    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy");
+    for file in ["serviceaccount.yaml", "role.yaml", "rolebinding.yaml"] {
+        let path = manifests.join(file);
+        let path = path.to_str().expect("UTF-8");
+        node.kubectl(&["apply", "-n", namespace, "-f", path]);
+    }
 }
 
 /// Patches the Deployment for the test node: only what the node forces. Returns what was

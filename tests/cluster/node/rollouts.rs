@@ -21,7 +21,9 @@ use kube::api::{Api, LogParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use super::{LEASE, SECOND, patch_for_the_test_node, pod_name, ready_pods};
+use super::{
+    LEASE, SECOND, apply_service_account_and_role, patch_for_the_test_node, pod_name, ready_pods,
+};
 use crate::leadership::{
     Interval, Transcript, check_fencing_tokens, handover_gaps, leadership_intervals,
     overlapping_pairs, report,
@@ -173,17 +175,7 @@ async fn rollouts(implementation: Implementation, count: usize) -> Vec<Rollout> 
     let node = cluster.node();
     let namespace = cluster.namespace("rollout").await;
     let pods: Api<Pod> = Api::namespaced(cluster.client(Identity::Admin).await, &namespace);
-    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy");
-    for file in ["serviceaccount.yaml", "role.yaml", "rolebinding.yaml"] {
-        let path = manifests.join(file);
-        node.kubectl(&[
-            "apply",
-            "-n",
-            &namespace,
-            "-f",
-            path.to_str().expect("UTF-8"),
-        ]);
-    }
+    apply_service_account_and_role(&node, &namespace);
     let (name, deployment) = deployment_for(implementation, &node, &namespace);
     let selector = format!("app.kubernetes.io/name={name}");
     let logs = PodLogs::follow(pods.clone(), &selector);
