@@ -1231,10 +1231,7 @@ async fn fault_campaign() {
         if restart_trials.is_empty() {
             return (Vec::new(), Duration::ZERO);
         }
-        let launcher = bin_dir.join("launcher");
-        let private = tokio::task::spawn_blocking(move || PrivatePlane::start(&launcher))
-            .await
-            .expect("starting the private control plane");
+        let private = PrivatePlane::start_beside(&cluster).await;
         let mut results = Vec::new();
         let restarts_began = Instant::now();
         for (kind, numbers) in restart_trials {

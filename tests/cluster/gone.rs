@@ -117,10 +117,7 @@ async fn watch_is_gone(leases: &Api<Lease>, resource_version: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_410_gone_a_follower_keeps_track_of_every_lease_and_takes_over_at_once() {
-    let launcher = control_plane().bin_dir().join("launcher");
-    let private = tokio::task::spawn_blocking(move || PrivatePlane::start(&launcher))
-        .await
-        .unwrap();
+    let private = PrivatePlane::start_beside(&control_plane()).await;
     let plane = &private.plane;
     // One lease alone in its namespace (its own watch) and 20 in another (the namespace watch).
     let alone = plane.namespace("gone-alone").await;

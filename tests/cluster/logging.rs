@@ -38,10 +38,7 @@ fn start(example: &str, private: &PrivatePlane, namespace: &str) -> Process {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_api_server_is_said_within_seconds_once_and_its_return_too() {
-    let launcher = control_plane().bin_dir().join("launcher");
-    let private = tokio::task::spawn_blocking(move || PrivatePlane::start(&launcher))
-        .await
-        .unwrap();
+    let private = PrivatePlane::start_beside(&control_plane()).await;
     let mut replicas = Vec::new();
     for example in ["periodic", "election"] {
         let namespace = private.plane.namespace(example).await;

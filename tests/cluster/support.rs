@@ -621,8 +621,17 @@ pub(crate) struct PrivatePlane {
 }
 
 impl PrivatePlane {
+    /// Starts one with the launcher of this run's control plane, off the async threads; returns
+    /// once it is ready.
+    pub(crate) async fn start_beside(cluster: &ControlPlane) -> PrivatePlane {
+        let launcher = cluster.bin_dir().join("launcher");
+        tokio::task::spawn_blocking(move || PrivatePlane::start(&launcher))
+            .await
+            .expect("starting the private control plane")
+    }
+
     /// Starts one with `launcher`; blocks until it is ready.
-    pub(crate) fn start(launcher: &Path) -> PrivatePlane {
+    fn start(launcher: &Path) -> PrivatePlane {
         let mut child = Command::new(launcher)
             .args(["serve", "--stop-on-stdin-eof"])
             .stdin(Stdio::piped())
