@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::metrics::{DeadlineElapsed, Recorder};
 use crate::runtime::Common;
@@ -24,6 +25,9 @@ pub(crate) struct Term {
     pub(crate) deadline: Deadline,
     /// The work running in this term; the elector waits for it before anyone else can lead.
     pub(crate) tracker: TaskTracker,
+    /// The [`Leadership`]s handed out by [`Election::leadership`] (to request handlers, say);
+    /// the elector waits for them too, up to the hard-stop grace.
+    pub(crate) handed_out: TaskTracker,
 }
 
 impl Term {
@@ -83,6 +87,8 @@ pub(crate) struct ElectionShared {
     /// How many [`Election::lead`] calls wait for a term, and how many run their work.
     pub(crate) interest: watch::Sender<Interest>,
     status: watch::Sender<LeaseStatus>,
+    /// The holder as last seen; changes only when the holder, its address or its token does.
+    pub(crate) leader: watch::Sender<Option<Leader>>,
     /// Counters of terms, renews and failed requests.
     pub(crate) metrics: Recorder,
     /// What the runtime's elections share.
@@ -98,6 +104,7 @@ impl ElectionShared {
             identity: identity.clone(),
             lease_duration: config.lease_duration,
             holder: None,
+            holder_address: None,
             is_leader: false,
             transitions: None,
             fencing_token: None,
@@ -114,6 +121,7 @@ impl ElectionShared {
             term: watch::channel(None).0,
             interest: watch::channel(Interest::default()).0,
             status: watch::channel(status).0,
+            leader: watch::channel(None).0,
             metrics: Recorder::default(),
             common,
         }
@@ -227,6 +235,7 @@ impl Election {
                 fencing_token: term.fencing_token,
                 key: self.shared.key.clone(),
                 identity: self.shared.identity.clone(),
+                _handed_out: None,
             };
             let task = term.tracker.spawn(async move {
                 let _running = running;
@@ -399,6 +408,66 @@ impl Election {
         self.shared.status.subscribe()
     }
 
+    /// Who holds the lease now, as this replica last saw it: its identity, the address it
+    /// serves requests on (when it published one, see
+    /// [`RuntimeBuilder::address`](crate::RuntimeBuilder::address)) and its fencing token.
+    /// `None` while nobody holds it, or before the lease was first read. A holder that died
+    /// stays here until another replica takes the lease over (at most a lease duration later).
+    pub fn leader(&self) -> Option<Leader> {
+        self.shared.leader.borrow().clone()
+    }
+
+    /// [`leader`](Self::leader) as a watch: it changes when the holder, its address or its
+    /// fencing token does, not on every renew. Await
+    /// [`changed`](watch::Receiver::changed) to follow it, as client-go's `OnNewLeader` with
+    /// the address.
+    ///
+    /// ```
+    /// # use leader_runtime::{Runtime, testing::InMemoryLeaseStore};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> leader_runtime::Result<()> {
+    /// # let runtime = Runtime::builder().store(InMemoryLeaseStore::new()).build().await?;
+    /// let election = runtime.election("writes")?;
+    /// let mut leaders = election.leader_changes();
+    /// tokio::spawn(async move {
+    ///     while leaders.changed().await.is_ok() {
+    ///         if let Some(leader) = leaders.borrow_and_update().as_ref() {
+    ///             println!("send writes to {:?} ({})", leader.address, leader.identity);
+    ///         }
+    ///     }
+    /// });
+    /// # runtime.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn leader_changes(&self) -> watch::Receiver<Option<Leader>> {
+        self.shared.leader.subscribe()
+    }
+
+    /// This replica's current term, if it leads the lease now: for leader-only work that does
+    /// not run inside [`lead`](Self::lead), such as a request handler that writes only on the
+    /// leader (see the `axum` feature's `LeaderOnly`). Something else must keep the replica
+    /// campaigning (a [`lead`](Self::lead) call waiting or running); this only looks.
+    ///
+    /// When the term ends, the elector waits for every `Leadership` handed out here to be
+    /// dropped, up to [`ElectionConfig::hard_stop_grace`], before it releases the lease: a
+    /// write under way finishes before another replica can lead. Drop it when the work is
+    /// done, and stop when its token fires.
+    pub fn leadership(&self) -> Option<Leadership> {
+        let term = self.shared.term.borrow().clone()?;
+        if !term.is_live() {
+            return None;
+        }
+        Some(Leadership {
+            token: term.token.child_token(),
+            deadline: term.deadline.clone(),
+            fencing_token: term.fencing_token,
+            key: self.shared.key.clone(),
+            identity: self.shared.identity.clone(),
+            _handed_out: Some(term.handed_out.token()),
+        })
+    }
+
     /// The namespace and name of the lease.
     pub fn key(&self) -> &LeaseKey {
         &self.shared.key
@@ -520,6 +589,8 @@ pub struct Leadership {
     fencing_token: i32,
     key: LeaseKey,
     identity: String,
+    /// Holds the end of the term until dropped (a [`Election::leadership`] handed out).
+    _handed_out: Option<TaskTrackerToken>,
 }
 
 impl Leadership {
@@ -595,6 +666,24 @@ impl Leadership {
     }
 }
 
+/// Who holds a lease, as a replica last saw it ([`Election::leader`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Leader {
+    /// The holder's identity, as in the lease's `holderIdentity`.
+    pub identity: String,
+    /// The address the holder serves requests on, `host:port`, when it published one for its
+    /// current term ([`RuntimeBuilder::address`](crate::RuntimeBuilder::address)). `None` for a
+    /// holder that published none, such as a client-go candidate.
+    pub address: Option<String>,
+    /// The holder's fencing token: the record's `leaseTransitions` (see
+    /// [`Leadership::fencing_token`]).
+    pub fencing_token: i32,
+    /// Whether the record names this replica. (Whether this replica may act as leader right
+    /// now is [`Election::leadership`]'s answer: the record may outlive the term.)
+    pub is_self: bool,
+}
+
 /// What this replica knows about one lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -609,6 +698,9 @@ pub struct LeaseStatus {
     pub lease_duration: Duration,
     /// The holder named by the record as last seen; `None` when nobody holds it.
     pub holder: Option<String>,
+    /// The address the holder published for its current term, if any (see
+    /// [`Election::leader`]).
+    pub holder_address: Option<String>,
     /// Whether this replica leads now.
     pub is_leader: bool,
     /// `leaseTransitions` as last seen.
@@ -668,6 +760,7 @@ mod tests {
             fencing_token: 1,
             key: LeaseKey::new("ns", "lease"),
             identity: "me".into(),
+            _handed_out: None,
         };
         let current = leadership(Instant::now() + Duration::from_secs(10));
         assert!(current.is_leading() && !current.token().is_cancelled());

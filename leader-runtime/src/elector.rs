@@ -20,12 +20,12 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::election::{Deadline, ElectionShared, Term};
+use crate::election::{Deadline, ElectionShared, Leader, Term};
 use crate::metrics::LossReason;
 use crate::record;
 use crate::store::{FeedError, LeaseEvent, LeaseStore, Observation};
@@ -265,7 +265,7 @@ impl Elector {
                     &shared.identity,
                     &shared.config,
                     transitions,
-                    &shared.common.labels,
+                    &shared.common.stamp,
                 );
                 timeout_at(
                     sent + shared.config.renew_deadline,
@@ -279,7 +279,7 @@ impl Elector {
                     &shared.identity,
                     &shared.config,
                     self.highest_transitions,
-                    &shared.common.labels,
+                    &shared.common.stamp,
                 );
                 timeout_at(
                     sent + shared.config.renew_deadline,
@@ -395,7 +395,7 @@ impl Elector {
                 &shared.identity,
                 &shared.config,
                 None,
-                &shared.common.labels,
+                &shared.common.stamp,
             );
             match self.store.replace(&shared.key, lease).await {
                 Ok(lease) => {
@@ -515,6 +515,18 @@ impl Elector {
         }
         leading.term.tracker.close();
         leading.term.tracker.wait().await;
+        leading.term.handed_out.close();
+        let grace = shared.config.hard_stop_grace();
+        if timeout(grace, leading.term.handed_out.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                ?grace,
+                "a leadership handed out (a request under way as leader) was not dropped within \
+                 the hard-stop grace; releasing the lease anyway"
+            );
+        }
         let last_written = leading.lease.clone();
         if matches!(end, TermEnd::Idle | TermEnd::Shutdown) {
             self.release(leading.lease).await;
@@ -688,6 +700,18 @@ impl Elector {
         }
         let holder = new_holder.map(str::to_owned);
         let transitions = lease.as_ref().map(record::transitions);
+        let holder_address = lease.as_ref().and_then(record::holder_address);
+        let leader = holder.clone().map(|identity| Leader {
+            is_self: identity == self.shared.identity,
+            identity,
+            address: holder_address.clone(),
+            fencing_token: transitions.unwrap_or(0),
+        });
+        self.shared.leader.send_if_modified(|current| {
+            let changed = *current != leader;
+            *current = leader;
+            changed
+        });
         let changed_at = match &self.seen {
             Some(seen) if !changed => seen.changed_at,
             _ => Instant::now(),
@@ -695,6 +719,7 @@ impl Elector {
         self.seen = Some(Seen { lease, changed_at });
         self.shared.update_status(|status| {
             status.holder = holder;
+            status.holder_address = holder_address;
             status.transitions = transitions;
             status.observed_change = Some(changed_at);
         });
@@ -825,6 +850,7 @@ impl Term {
             fencing_token,
             deadline: Deadline::new(deadline),
             tracker: TaskTracker::new(),
+            handed_out: TaskTracker::new(),
         }
     }
 }

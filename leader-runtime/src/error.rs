@@ -70,10 +70,10 @@ pub enum Error {
         reason: String,
     },
 
-    /// A lease name, namespace, identity or label is not valid where it goes.
+    /// A lease name, namespace, identity, label or address is not valid where it goes.
     #[error("invalid {what} `{value}`: {reason}")]
     InvalidName {
-        /// `lease name`, `namespace`, `identity`, `label key` or `label value`.
+        /// `lease name`, `namespace`, `identity`, `label key`, `label value` or `address`.
         what: &'static str,
         /// The name as given.
         value: String,

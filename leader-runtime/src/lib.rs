@@ -73,15 +73,17 @@ pub mod store;
 pub mod testing;
 
 pub use config::{ElectionConfig, JITTER_FACTOR};
-pub use election::{Election, Leadership, LeaseStatus};
+pub use election::{Election, Leader, Leadership, LeaseStatus};
 pub use error::{EVENT_RULE, Error, LEASE_RULE, POD_RULE, RBAC_RULES, Result, Verb};
 pub use health::{DEFAULT_HEALTH_TOLERANCE, Verdict};
 #[cfg(feature = "http")]
 pub use http::{DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT, HttpServer, MAX_HEAD};
 pub use names::{validate_label, validate_lease_name, validate_namespace};
 pub use pod_cost::POD_DELETION_COST;
+pub use record::HOLDER_ADDRESS_ANNOTATION;
 pub use routes::{Reply, Routes};
 pub use runtime::{
-    ENV_IDENTITY, ENV_NAMESPACE, ENV_STANDALONE, Runtime, RuntimeBuilder, shutdown_signal,
+    ENV_ADDRESS, ENV_IDENTITY, ENV_NAMESPACE, ENV_POD_IP, ENV_STANDALONE, Runtime, RuntimeBuilder,
+    shutdown_signal,
 };
 pub use tokio_util::sync::CancellationToken;

@@ -50,6 +50,40 @@ pub fn validate_label(key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks an address a replica serves requests on, `host:port`, and returns it trimmed: a host
+/// (a name, an IPv4 address, or an IPv6 address in brackets) of printable characters without
+/// spaces, and a port from 1 to 65535.
+pub(crate) fn validate_address(address: String) -> Result<String> {
+    let address = address.trim().to_owned();
+    let fail = |reason: &str| {
+        Err(Error::InvalidName {
+            what: "address",
+            value: address.clone(),
+            reason: format!("{reason}; give it as `host:port`, for example `10.1.2.3:8080`"),
+        })
+    };
+    if address.len() > 512 {
+        return fail("it is longer than 512 characters");
+    }
+    if address
+        .chars()
+        .any(|c| !c.is_ascii_graphic() || "/?#@".contains(c))
+    {
+        return fail("it has spaces, a path or characters other than printable ASCII");
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return fail("it has no port");
+    };
+    if !port.parse::<u16>().is_ok_and(|port| port > 0) {
+        return fail("its port is not a number from 1 to 65535");
+    }
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.is_empty() || (host.contains(':') && !bracketed) {
+        return fail("its host is empty, or an IPv6 address without brackets");
+    }
+    Ok(address)
+}
+
 /// What is wrong with a label name or value, if anything.
 fn label_name_problem(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() {
@@ -170,5 +204,32 @@ mod tests {
         validate_namespace("kube-system").unwrap();
         assert!(validate_namespace("a.b").is_err());
         assert!(validate_namespace(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn addresses_are_host_and_port() {
+        for good in [
+            "10.1.2.3:8080",
+            "[fd00::7]:80",
+            "web-1.web.shop.svc:8080",
+            " a:1 ",
+        ] {
+            validate_address(good.into()).unwrap();
+        }
+        for bad in [
+            "",
+            "10.1.2.3",
+            "10.1.2.3:0",
+            "10.1.2.3:65536",
+            ":80",
+            "fd00::7:80",
+            "http://a:80",
+            "a b:80",
+            "a:80/path",
+            "é:80",
+        ] {
+            let error = validate_address(bad.into()).unwrap_err().to_string();
+            assert!(error.contains("host:port"), "{bad}: {error}");
+        }
     }
 }

@@ -58,20 +58,94 @@ pub(crate) fn same_but_renew_time(a: &Lease, b: &Lease) -> bool {
 /// Labels this replica puts on the leases it writes (client-go's `NewWithLabels`).
 pub(crate) type Labels = BTreeMap<String, String>;
 
-/// A fresh Lease held by `identity`, with `labels`, for creating.
+/// The annotation in which a holder publishes the address it serves requests on, with the
+/// holder and `leaseTransitions` it belongs to:
+/// `{"holderIdentity":"web-1","leaseTransitions":7,"address":"10.1.2.3:8080"}`. It is trusted
+/// only while both still match the record, so one left by an earlier holder (or kept by a
+/// client-go holder, which does not write it) is never read as the current holder's address.
+pub const HOLDER_ADDRESS_ANNOTATION: &str = "leader.rs/holder-address";
+
+/// What this replica puts on the metadata of the leases it writes, besides the record.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Stamp {
+    /// Labels set over the lease's own (client-go's `NewWithLabels`).
+    pub(crate) labels: Labels,
+    /// The address this replica serves requests on, published while it holds the lease.
+    pub(crate) address: Option<String>,
+}
+
+impl Stamp {
+    /// Puts the stamp on `lease`, whose record names this replica as holder: the labels over
+    /// the lease's own, and the address annotation for this record (or none, so that no stale
+    /// one stays behind).
+    fn apply(&self, lease: &mut Lease) {
+        if !self.labels.is_empty() {
+            let own = lease.metadata.labels.get_or_insert_with(Labels::new);
+            own.extend(
+                self.labels
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone())),
+            );
+        }
+        let value = self.address.as_ref().map(|address| {
+            k8s_openapi::serde_json::json!({
+                "holderIdentity": holder(lease).unwrap_or_default(),
+                "leaseTransitions": transitions(lease),
+                "address": address,
+            })
+            .to_string()
+        });
+        set_address_annotation(lease, value);
+    }
+}
+
+/// Sets or (with `None`) removes the address annotation.
+fn set_address_annotation(lease: &mut Lease, value: Option<String>) {
+    match value {
+        Some(value) => {
+            let annotations = lease.metadata.annotations.get_or_insert_with(BTreeMap::new);
+            annotations.insert(HOLDER_ADDRESS_ANNOTATION.to_owned(), value);
+        }
+        None => {
+            if let Some(annotations) = &mut lease.metadata.annotations {
+                annotations.remove(HOLDER_ADDRESS_ANNOTATION);
+                if annotations.is_empty() {
+                    lease.metadata.annotations = None;
+                }
+            }
+        }
+    }
+}
+
+/// The address the current holder published, if it published one for this very record (same
+/// holder, same `leaseTransitions`). Anything malformed reads as no address.
+pub(crate) fn holder_address(lease: &Lease) -> Option<String> {
+    let holder = holder(lease)?;
+    let value = lease
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(HOLDER_ADDRESS_ANNOTATION)?;
+    let value: k8s_openapi::serde_json::Value = k8s_openapi::serde_json::from_str(value).ok()?;
+    let written_for_this_record = value.get("holderIdentity")?.as_str()? == holder
+        && value.get("leaseTransitions")?.as_i64()? == i64::from(transitions(lease));
+    let address = value.get("address")?.as_str()?;
+    (written_for_this_record && !address.is_empty()).then(|| address.to_owned())
+}
+
+/// A fresh Lease held by `identity`, with this replica's `stamp`, for creating.
 pub(crate) fn new_lease(
     key: &LeaseKey,
     identity: &str,
     config: &ElectionConfig,
     transitions: i32,
-    labels: &Labels,
+    stamp: &Stamp,
 ) -> Lease {
     let now = now();
-    Lease {
+    let mut lease = Lease {
         metadata: ObjectMeta {
             name: Some(key.name.clone()),
             namespace: Some(key.namespace.clone()),
-            labels: (!labels.is_empty()).then(|| labels.clone()),
             ..ObjectMeta::default()
         },
         spec: Some(LeaseSpec {
@@ -82,7 +156,9 @@ pub(crate) fn new_lease(
             lease_transitions: Some(transitions),
             ..LeaseSpec::default()
         }),
-    }
+    };
+    stamp.apply(&mut lease);
+    lease
 }
 
 /// `current` rewritten to name `identity` as holder, as client-go's acquire-or-renew does: a
@@ -90,26 +166,18 @@ pub(crate) fn new_lease(
 /// `acquireTime` and adds one to `leaseTransitions`, counting from `floor` (the highest value we
 /// ever saw) if that is higher, so fencing tokens keep increasing even if someone re-created the
 /// lease from zero. Metadata (resourceVersion, uid, other labels) and the Coordinated Leader
-/// Election fields are kept; `labels` are set over the lease's own, as client-go's lease lock
-/// sets its labels on every write.
+/// Election fields are kept; the `stamp` is put on (its labels over the lease's own, as
+/// client-go's lease lock sets its labels on every write, and the address annotation).
 pub(crate) fn claimed(
     current: &Lease,
     identity: &str,
     config: &ElectionConfig,
     floor: Option<i32>,
-    labels: &Labels,
+    stamp: &Stamp,
 ) -> Lease {
     let now = now();
     let renewing = holder(current) == Some(identity);
     let mut lease = current.clone();
-    if !labels.is_empty() {
-        let own = lease.metadata.labels.get_or_insert_with(Labels::new);
-        own.extend(
-            labels
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone())),
-        );
-    }
     let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
     if !renewing {
         spec.acquire_time = Some(now.clone());
@@ -121,6 +189,7 @@ pub(crate) fn claimed(
     spec.holder_identity = Some(identity.to_owned());
     spec.lease_duration_seconds = Some(config.lease_duration_seconds());
     spec.renew_time = Some(now);
+    stamp.apply(&mut lease);
     lease
 }
 
@@ -136,6 +205,7 @@ pub(crate) fn released(current: &Lease) -> Lease {
     spec.acquire_time = Some(now.clone());
     spec.renew_time = Some(now);
     spec.lease_transitions = Some(transitions);
+    set_address_annotation(&mut lease, None);
     lease
 }
 
@@ -193,9 +263,9 @@ mod tests {
             lease_transitions: Some(4),
             ..LeaseSpec::default()
         });
-        let taken = claimed(&held, "b", &config, None, &Labels::new());
+        let taken = claimed(&held, "b", &config, None, &Stamp::default());
         assert_eq!((holder(&taken), transitions(&taken)), (Some("b"), 5));
-        let renewed = claimed(&taken, "b", &config, None, &Labels::new());
+        let renewed = claimed(&taken, "b", &config, None, &Stamp::default());
         assert_eq!(transitions(&renewed), 5);
         assert_eq!(
             renewed.spec.as_ref().unwrap().acquire_time,
@@ -218,7 +288,7 @@ mod tests {
             "me",
             &ElectionConfig::default(),
             Some(5),
-            &Labels::new(),
+            &Stamp::default(),
         );
         assert_eq!(transitions(&taken), 6);
     }
@@ -235,7 +305,7 @@ mod tests {
                 "x",
                 &ElectionConfig::default(),
                 None,
-                &Labels::new()
+                &Stamp::default()
             )),
             1
         );
@@ -249,7 +319,7 @@ mod tests {
                 "x",
                 &ElectionConfig::default(),
                 None,
-                &Labels::new()
+                &Stamp::default()
             )),
             i32::MAX
         );
@@ -265,7 +335,10 @@ mod tests {
             ("team".into(), "billing".into()),
             ("tier".into(), "old".into()),
         ]));
-        let ours = Labels::from([("tier".into(), "gold".into())]);
+        let ours = Stamp {
+            labels: Labels::from([("tier".into(), "gold".into())]),
+            address: None,
+        };
         let taken = claimed(&held, "me", &ElectionConfig::default(), None, &ours);
         let expected = Labels::from([
             ("team".into(), "billing".into()),
@@ -277,7 +350,7 @@ mod tests {
             "me",
             &ElectionConfig::default(),
             None,
-            &Labels::new(),
+            &Stamp::default(),
         );
         assert_eq!(
             renewed.metadata.labels, taken.metadata.labels,
@@ -285,6 +358,60 @@ mod tests {
         );
         let key = LeaseKey::new("ns", "a");
         let fresh = new_lease(&key, "me", &ElectionConfig::default(), 0, &ours);
-        assert_eq!(fresh.metadata.labels, Some(ours));
+        assert_eq!(fresh.metadata.labels, Some(ours.labels));
+    }
+
+    #[test]
+    fn the_address_is_trusted_only_for_the_record_it_was_written_with() {
+        let config = ElectionConfig::default();
+        let web1 = Stamp {
+            address: Some("10.1.2.3:8080".into()),
+            ..Stamp::default()
+        };
+        let free = lease_with(LeaseSpec {
+            lease_transitions: Some(6),
+            ..LeaseSpec::default()
+        });
+        let taken = claimed(&free, "web-1", &config, None, &web1);
+        assert_eq!(holder_address(&taken).as_deref(), Some("10.1.2.3:8080"));
+        let renewed = claimed(&taken, "web-1", &config, None, &web1);
+        assert_eq!(holder_address(&renewed).as_deref(), Some("10.1.2.3:8080"));
+
+        // A client-go candidate takes over: it keeps the annotation but names itself.
+        let mut by_go = renewed.clone();
+        let spec = by_go.spec.as_mut().unwrap();
+        spec.holder_identity = Some("go-peer".into());
+        spec.lease_transitions = Some(8);
+        assert_eq!(holder_address(&by_go), None, "another holder's address");
+        // The same identity in a later term that wrote no address (a client-go process with
+        // the same name, say): the transitions differ.
+        let mut later = renewed.clone();
+        later.spec.as_mut().unwrap().lease_transitions = Some(9);
+        assert_eq!(holder_address(&later), None, "an earlier term's address");
+
+        // Taken by a replica of ours that declares no address: the stale one is removed.
+        let by_quiet = claimed(&by_go, "web-2", &config, None, &Stamp::default());
+        assert_eq!(by_quiet.metadata.annotations, None);
+        let freed = released(&renewed);
+        assert_eq!(
+            (holder_address(&freed), freed.metadata.annotations),
+            (None, None)
+        );
+
+        for junk in [
+            "",
+            "{",
+            "[]",
+            r#"{"holderIdentity":"web-1"}"#,
+            r#"{"holderIdentity":"web-1","leaseTransitions":7,"address":""}"#,
+            r#"{"holderIdentity":7,"leaseTransitions":"7","address":1}"#,
+        ] {
+            let mut lease = renewed.clone();
+            lease.metadata.annotations = Some(BTreeMap::from([(
+                HOLDER_ADDRESS_ANNOTATION.to_owned(),
+                junk.to_owned(),
+            )]));
+            assert_eq!(holder_address(&lease), None, "{junk}");
+        }
     }
 }

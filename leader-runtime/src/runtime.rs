@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::election::{Election, ElectionShared};
 use crate::elector::Elector;
 use crate::pod_cost::{PodDeletionCost, PodRef};
-use crate::record::Labels;
+use crate::record::{Labels, Stamp};
 use crate::report::Reporter;
 use crate::store::{KubeLeaseStore, LeaseKey, LeaseStore};
 use crate::{ElectionConfig, Error, Result, identity, validate_lease_name, validate_namespace};
@@ -42,8 +42,8 @@ pub(crate) struct Common {
     pub(crate) identity: String,
     /// The log of the API server's problems.
     pub(crate) reporter: Reporter,
-    /// Labels put on every lease this replica writes.
-    pub(crate) labels: Labels,
+    /// What this replica puts on every lease it writes: labels, and the address it serves on.
+    pub(crate) stamp: Stamp,
     /// Whether to record leader-election Events on the leases.
     pub(crate) events: bool,
     /// Marks this replica's pod while it leads, when asked to.
@@ -51,12 +51,12 @@ pub(crate) struct Common {
 }
 
 impl Common {
-    /// What elections of the replica `identity` share, with events on and no labels.
+    /// What elections of the replica `identity` share, with events on, no labels and no address.
     pub(crate) fn new(identity: impl Into<String>) -> Self {
         Common {
             identity: identity.into(),
             reporter: Reporter::default(),
-            labels: Labels::new(),
+            stamp: Stamp::default(),
             events: true,
             pod_cost: None,
         }
@@ -232,6 +232,8 @@ pub struct RuntimeBuilder {
     config: Option<ElectionConfig>,
     renames: HashMap<String, String>,
     labels: Labels,
+    /// Where this replica serves requests ([`RuntimeBuilder::address`]).
+    address: Option<Address>,
     /// `None`: the default, on.
     events: Option<bool>,
     /// The pod to mark while leading ([`RuntimeBuilder::pod_deletion_cost`]).
@@ -244,6 +246,19 @@ pub const ENV_IDENTITY: &str = "LEADER_IDENTITY";
 pub const ENV_NAMESPACE: &str = "LEADER_NAMESPACE";
 /// `1` keeps leases in memory, this process the sole leader ([`RuntimeBuilder::apply_env`]).
 pub const ENV_STANDALONE: &str = "LEADER_STANDALONE";
+/// Sets the address this replica serves requests on ([`RuntimeBuilder::apply_env`]).
+pub const ENV_ADDRESS: &str = "LEADER_ADDRESS";
+/// The pod's IP, from the downward API ([`RuntimeBuilder::address_from_pod_ip`]).
+pub const ENV_POD_IP: &str = "POD_IP";
+
+/// Where a replica serves requests, as given to the builder.
+#[derive(Clone, Debug)]
+enum Address {
+    /// `host:port` as given.
+    Given(String),
+    /// `$POD_IP` and this port, read when building.
+    PodIp(u16),
+}
 
 const STANDALONE_WARNING: &str = "LEADER_STANDALONE is set: leases are kept in memory and this \
     process is the sole leader of every lease. For local development only; never in a cluster.";
@@ -258,6 +273,7 @@ impl RuntimeBuilder {
     /// | --- | --- |
     /// | `LEADER_IDENTITY` | [`identity`](Self::identity) |
     /// | `LEADER_NAMESPACE` | [`namespace`](Self::namespace) |
+    /// | `LEADER_ADDRESS` | [`address`](Self::address) |
     /// | `LEADER_STANDALONE` | any value but `0` or `false`: leases are kept in an in-memory store, so this process is the sole leader of every lease; [`build`](Self::build) prints a warning. For trying a program without a cluster, never in one. |
     ///
     /// ```no_run
@@ -289,6 +305,9 @@ impl RuntimeBuilder {
         }
         if let Some(namespace) = var(ENV_NAMESPACE) {
             self.namespace = Some(namespace);
+        }
+        if let Some(address) = var(ENV_ADDRESS) {
+            self.address = Some(Address::Given(address));
         }
         if var(ENV_STANDALONE).is_some_and(|value| value != "0" && value != "false") {
             self = self.store(crate::testing::InMemoryLeaseStore::new());
@@ -393,6 +412,25 @@ impl RuntimeBuilder {
         self
     }
 
+    /// The address this replica serves requests on, as `host:port` (`10.1.2.3:8080`,
+    /// `[fd00::7]:8080`, `web-1.web.shop.svc:8080`). While it holds a lease, it publishes the
+    /// address there (the [`HOLDER_ADDRESS_ANNOTATION`](crate::HOLDER_ADDRESS_ANNOTATION)), so
+    /// that every replica learns where the leader is from the watch it already has
+    /// ([`Election::leader`](crate::Election::leader)): to send writes there, or to tell clients
+    /// where to go ([`axum::LeaderOnly`](crate::axum)). Default: none is published.
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(Address::Given(address.into()));
+        self
+    }
+
+    /// [`address`](Self::address) from the pod's IP and `port`: the IP from the `POD_IP`
+    /// variable, which the downward API sets (`fieldRef: {fieldPath: status.podIP}`, as
+    /// `examples/deploy/` does). [`build`](Self::build) fails when `POD_IP` is not set.
+    pub fn address_from_pod_ip(mut self, port: u16) -> Self {
+        self.address = Some(Address::PodIp(port));
+        self
+    }
+
     /// Default timings for the runtime's elections. Default: [`ElectionConfig::default`].
     pub fn config(mut self, config: ElectionConfig) -> Self {
         self.config = Some(config);
@@ -418,6 +456,14 @@ impl RuntimeBuilder {
         for (key, value) in &self.labels {
             crate::names::validate_label(key, value)?;
         }
+        let address = match self.address {
+            None => None,
+            Some(Address::Given(address)) => Some(crate::names::validate_address(address)?),
+            Some(Address::PodIp(port)) => Some(address_from_pod_ip(
+                std::env::var(ENV_POD_IP).ok().as_deref(),
+                port,
+            )?),
+        };
         if self.standalone {
             eprintln!("WARNING: {STANDALONE_WARNING}");
             tracing::warn!("{STANDALONE_WARNING}");
@@ -459,7 +505,10 @@ impl RuntimeBuilder {
             inner: Arc::new(Inner {
                 store,
                 common: Arc::new(Common {
-                    labels: self.labels,
+                    stamp: Stamp {
+                        labels: self.labels,
+                        address,
+                    },
                     events: self.events.unwrap_or(true),
                     pod_cost,
                     ..Common::new(identity)
@@ -475,6 +524,24 @@ impl RuntimeBuilder {
             }),
         })
     }
+}
+
+/// `ip:port` from the pod IP the downward API put in `POD_IP` (`None`: not set).
+fn address_from_pod_ip(pod_ip: Option<&str>, port: u16) -> Result<String> {
+    let pod_ip = pod_ip.map(str::trim).filter(|ip| !ip.is_empty());
+    let Some(pod_ip) = pod_ip else {
+        return Err(Error::InvalidConfig {
+            reason: format!(
+                "`address_from_pod_ip` needs the pod's IP in `{ENV_POD_IP}`, which is not set: \
+                 add `env: [{{name: {ENV_POD_IP}, valueFrom: {{fieldRef: {{fieldPath: \
+                 status.podIP}}}}}}]` to the container, or give the address with `address`"
+            ),
+        });
+    };
+    let ip: std::net::IpAddr = pod_ip.parse().map_err(|_| Error::InvalidConfig {
+        reason: format!("`{ENV_POD_IP}` is `{pod_ip}`, which is not an IP address"),
+    })?;
+    Ok(std::net::SocketAddr::new(ip, port).to_string())
 }
 
 #[cfg(test)]
@@ -525,5 +592,28 @@ mod tests {
         assert!(runtime.client().is_none(), "standalone uses no API client");
         let off = RuntimeBuilder::default().apply_env_from(env(&[(ENV_STANDALONE, "false")]));
         assert!(off.store.is_none() && !off.standalone);
+    }
+
+    #[test]
+    fn the_address_comes_from_the_pod_ip_with_ipv6_in_brackets() {
+        assert_eq!(
+            address_from_pod_ip(Some("10.1.2.3"), 8080).unwrap(),
+            "10.1.2.3:8080"
+        );
+        assert_eq!(
+            address_from_pod_ip(Some(" fd00::7 "), 80).unwrap(),
+            "[fd00::7]:80"
+        );
+        for missing in [None, Some(""), Some("  ")] {
+            let error = address_from_pod_ip(missing, 80).unwrap_err().to_string();
+            assert!(
+                error.contains("POD_IP") && error.contains("status.podIP"),
+                "{error}"
+            );
+        }
+        let error = address_from_pod_ip(Some("web-1"), 80)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not an IP address"), "{error}");
     }
 }
