@@ -172,6 +172,15 @@ pub struct Election {
     pub(crate) shutdown: CancellationToken,
 }
 
+impl std::fmt::Debug for Election {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Election")
+            .field("lease", &self.shared.key)
+            .field("identity", &self.shared.identity)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Election {
     /// Waits until this replica leads the lease, then runs `work` with the [`Leadership`] of that
     /// term and returns what it returns.
@@ -468,6 +477,30 @@ impl Election {
         })
     }
 
+    /// Where a request that only the leader may handle goes, from this replica's view: here
+    /// (it leads, and gets the [`Leadership`] of the term), to the leader's published address,
+    /// or nowhere yet (a handover is going on). The `axum` feature's `LeaderOnly` answers
+    /// requests with it; with another server, map the three cases to its responses.
+    pub fn route(&self) -> Route {
+        if let Some(leadership) = self.leadership() {
+            return Route::Here(leadership);
+        }
+        let Some(leader) = self.leader() else {
+            return Route::Handover(None);
+        };
+        let status = self.shared.status.borrow();
+        // No renew seen for a lease duration: the holder is presumably gone (killed, cut off),
+        // and the lease is about to change hands.
+        let silent = status
+            .observed_change
+            .is_none_or(|seen| seen.elapsed() >= status.lease_duration);
+        drop(status);
+        match leader.address.clone() {
+            Some(address) if !leader.is_self && !silent => Route::Leader { leader, address },
+            _ => Route::Handover(Some(leader)),
+        }
+    }
+
     /// The namespace and name of the lease.
     pub fn key(&self) -> &LeaseKey {
         &self.shared.key
@@ -682,6 +715,26 @@ pub struct Leader {
     /// Whether the record names this replica. (Whether this replica may act as leader right
     /// now is [`Election::leadership`]'s answer: the record may outlive the term.)
     pub is_self: bool,
+}
+
+/// Where a request that only the leader may handle goes ([`Election::route`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Route {
+    /// This replica leads: handle it here, within this term (stop when its token fires).
+    Here(Leadership),
+    /// Another replica leads, and serves requests at `address`.
+    Leader {
+        /// The holder.
+        leader: Leader,
+        /// Its published address, `host:port`.
+        address: String,
+    },
+    /// Nobody can handle it now; try again in a moment. Nobody holds the lease; or its holder
+    /// is this replica, whose term is ending or not yet begun; or the holder has not renewed
+    /// for a lease duration (it is presumably gone, and another replica will take over); or it
+    /// published no address (a client-go holder, say). The holder as last seen, if any.
+    Handover(Option<Leader>),
 }
 
 /// What this replica knows about one lease.

@@ -73,7 +73,7 @@ pub mod store;
 pub mod testing;
 
 pub use config::{ElectionConfig, JITTER_FACTOR};
-pub use election::{Election, Leader, Leadership, LeaseStatus};
+pub use election::{Election, Leader, Leadership, LeaseStatus, Route};
 pub use error::{EVENT_RULE, Error, LEASE_RULE, POD_RULE, RBAC_RULES, Result, Verb};
 pub use health::{DEFAULT_HEALTH_TOLERANCE, Verdict};
 #[cfg(feature = "http")]

@@ -1,4 +1,12 @@
-//! The routes for an application's axum server (feature `axum`).
+//! The library in an application's axum server (feature `axum`): the probe and metrics routes
+//! ([`router`]), and a guard for requests that only the leader may handle ([`LeaderOnly`]).
+
+mod leader_only;
+
+pub use self::leader_only::{
+    FORWARDED_BY_HEADER, LEADER_ADDRESS_HEADER, LEADER_IDENTITY_HEADER, LeaderOnly, OnFollower,
+    leader_only,
+};
 
 use axum::Router;
 use axum::body::Body;
