@@ -14,7 +14,7 @@ NODE_IMAGES = $$(python3 tests/node/images.py --out target/node/images pause="$$
 # plane's, as the dev-dependencies do.
 export K8S_OPENAPI_ENABLED_VERSION ?= 1.37
 
-.PHONY: test consumers control-plane node node-campaign demo fault-campaign soak lint
+.PHONY: test consumers control-plane node node-campaign demo fault-campaign soak writes lint
 
 ## Every test: unit, doc, trybuild UI and integration tests against a real control plane, the
 ## attribute tests once more on one thread, the consumer crate, the one-minute soak, then the node
@@ -68,6 +68,13 @@ fault-campaign:
 		LEADER_FAULT_TRIALS=$${LEADER_FAULT_TRIALS:-25} RUST_LOG=$${RUST_LOG:-error} \
 		LEADER_FAULT_REPORT=$(CURDIR)/docs/fault-campaign.md \
 		"$$bin/launcher" run -- cargo test --locked --test cluster -- faults:: --nocapture
+
+## Writes to the leader (tests/cluster/writes.rs): three replicas of examples/writes.rs, a client
+## writing to every replica at random, 20 handovers (SIGTERM and SIGKILL by turns); about a
+## minute. `make test` runs the same test; this writes its results to docs/writes.md.
+writes:
+	@bin=$(CONTROL_PLANE_BIN) && LEADER_WRITES_RESULTS=$(CURDIR)/docs/writes.md \
+		"$$bin/launcher" run -- cargo test --all-features --locked --test cluster writes:: -- --nocapture
 
 ## The soak (tests/cluster/soak.rs): 3 processes of examples/election.rs contending for the same
 ## 100 leases, a forced handover every few seconds (toxiproxy cuts of a long-lived leader, SIGTERM

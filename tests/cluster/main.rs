@@ -22,3 +22,4 @@ mod pod_cost;
 mod soak;
 mod support;
 mod toxiproxy;
+mod writes;
