@@ -9,6 +9,14 @@ async fn build_runtime() -> leader::Result<Runtime> {
     if let Some(id) = std::env::args().nth(1) {
         builder = builder.identity(id);
     }
+    // In a pod (downward API): the leader's pod is removed last in a rollout, and the leader
+    // publishes where it serves, so that followers can send writes there.
+    if let (Ok(namespace), Ok(pod)) = (std::env::var("POD_NAMESPACE"), std::env::var("POD_NAME")) {
+        builder = builder.pod_deletion_cost(namespace, pod);
+    }
+    if std::env::var_os(leader::runtime::ENV_POD_IP).is_some() {
+        builder = builder.address_from_pod_ip(8080);
+    }
     builder.build().await
 }
 
