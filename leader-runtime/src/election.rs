@@ -764,7 +764,8 @@ pub struct LeaseStatus {
     pub last_renew: Option<Instant>,
     /// When this replica last saw the record change, on its own clock.
     pub observed_change: Option<Instant>,
-    /// The last failed request, cleared by the next success.
+    /// The last failed request, cleared by the next success, or when the watch comes back after
+    /// the API server was out of reach (not after an RBAC refusal).
     pub last_error: Option<String>,
     /// Why this replica follows the lease by polling instead of its watch: the error of the
     /// list or watch that feeds it, cleared when the watch is back.

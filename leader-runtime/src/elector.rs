@@ -650,7 +650,11 @@ impl Elector {
                     .reporter
                     .succeeded(crate::Verb::Watch, &self.shared.key.namespace);
                 self.feed_error = None;
-                self.publish_errors(None);
+                // The API server answers again: an error of a request made while it did not is
+                // over too (a follower may make no request for a long time to clear it), unless
+                // it was a refusal, which the watch coming back says nothing about.
+                let last_error = (!self.requests_refused).then_some(None);
+                self.publish_errors(last_error);
             }
             _ => {}
         }

@@ -242,6 +242,29 @@ async fn a_partitioned_leader_stops_before_anyone_can_take_over() {
     );
 }
 
+/// Regression (issue 13, noticed in the soak): a follower that makes no request once its watch
+/// is back (the leader renews, so it only waits) kept the outage's error in `last_error` for
+/// good, and its status read as failing long after the API server was back.
+#[tokio::test(start_paused = true)]
+async fn a_followers_last_error_clears_when_its_watch_is_back() {
+    let store = InMemoryLeaseStore::new();
+    let a = replica(&store, "a").await;
+    let _leading = campaign(&a);
+    status_where(&a, |s| s.is_leader).await;
+    let b_connection = store.connection();
+    let b = replica_over(b_connection.clone(), "b").await;
+    let _following = campaign(&b);
+    status_where(&b, |s| s.holder.as_deref() == Some("a")).await;
+    b_connection.set_fault(Some(Fault::Unreachable));
+    sleep(30 * SECOND).await;
+    let during = status_where(&b, |s| s.last_error.is_some() && s.watch_error.is_some()).await;
+    assert!(!during.permission_denied);
+    b_connection.set_fault(None);
+    let after = status_where(&b, |s| s.watch_error.is_none()).await;
+    assert_eq!(after.last_error, None, "{after:?}");
+    assert_eq!(after.holder.as_deref(), Some("a"));
+}
+
 /// Regression (issue 13, recovery after control-plane restarts): failed requests backed off
 /// exponentially up to 30 s, so after a long outage the first try after the API server came
 /// back could be 30 s away. Retries now come once per jittered retry period, as client-go's:

@@ -257,6 +257,8 @@ pub async fn leader_only(
 /// `scheme://address` with the path and query of `uri`.
 fn target(scheme: &str, address: &str, uri: &Uri) -> Uri {
     let path = uri.path_and_query().map_or("/", |path| path.as_str());
+    // Only an origin-form target (`/path?query`) carries over; `*` or an authority does not.
+    let path = if path.starts_with('/') { path } else { "/" };
     format!("{scheme}://{address}{path}")
         .parse()
         .unwrap_or_else(|_| Uri::from_static("/"))
