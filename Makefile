@@ -5,16 +5,18 @@
 CONTROL_PLANE_BIN = $$(tests/control-plane/build.sh)
 NODE_BIN = $$(tests/node/build.sh)
 # The node's images, from binaries built here (needs $$bin and $$node set): the pause program,
-# the client-go peer, and examples/periodic.rs as `cargo test --all-features` builds it.
+# the client-go peer, and examples/periodic.rs and examples/writes.rs as
+# `cargo test --all-features` builds them.
 NODE_IMAGES = $$(python3 tests/node/images.py --out target/node/images pause="$$node/pause" \
-	peer="$$bin/peer" periodic=target/debug/examples/periodic)
+	peer="$$bin/peer" periodic=target/debug/examples/periodic \
+	writes=target/debug/examples/writes)
 
 # The libraries enable no Kubernetes version of k8s-openapi (the application picks it); commands
 # that build them without their dev-dependencies (`cargo doc`, `cargo build`) use the control
 # plane's, as the dev-dependencies do.
 export K8S_OPENAPI_ENABLED_VERSION ?= 1.37
 
-.PHONY: test consumers control-plane node node-campaign demo fault-campaign soak writes lint
+.PHONY: test consumers control-plane node node-campaign demo fault-campaign soak writes node-writes lint
 
 ## Every test: unit, doc, trybuild UI and integration tests against a real control plane, the
 ## attribute tests once more on one thread, the consumer crate, the one-minute soak, then the node
@@ -41,7 +43,7 @@ control-plane:
 ## what it prints, and run commands inside the node's network namespace as it says.
 node:
 	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && \
-		cargo build --features http,metrics --example periodic --locked && images=$(NODE_IMAGES) && \
+		cargo build --features http,metrics,axum --example periodic --example writes --locked && images=$(NODE_IMAGES) && \
 		"$$bin/launcher" serve --node "$$node" --images "$$images"
 
 ## Rolling updates on the test node (as root): 20 `kubectl rollout restart`s of examples/deploy/
@@ -75,6 +77,18 @@ fault-campaign:
 writes:
 	@bin=$(CONTROL_PLANE_BIN) && LEADER_WRITES_RESULTS=$(CURDIR)/docs/writes.md \
 		"$$bin/launcher" run -- cargo test --all-features --locked --test cluster writes:: -- --nocapture
+
+## The same on the test node (as root): three pods of examples/deploy/writes.yaml, 20 handovers
+## (the leader's pod deleted, its container killed through containerd, by turns); adds its results
+## to docs/writes.md. LEADER_NODE_WRITES_HANDOVERS=N sets the handovers; `make test` runs 4.
+node-writes:
+	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && \
+		KUBECTL=$$(tests/control-plane/kubectl.sh) && export KUBECTL && \
+		cargo test --all-features --locked --test cluster --no-run && images=$(NODE_IMAGES) && \
+		LEADER_NODE_WRITES_HANDOVERS=$${LEADER_NODE_WRITES_HANDOVERS:-20} \
+		LEADER_WRITES_RESULTS=$(CURDIR)/docs/writes.md \
+		CARGO_NET_OFFLINE=true "$$bin/launcher" run --node "$$node" --images "$$images" -- \
+		cargo test --all-features --locked --test cluster node::writes -- --nocapture
 
 ## The soak (tests/cluster/soak.rs): 3 processes of examples/election.rs contending for the same
 ## 100 leases, a forced handover every few seconds (toxiproxy cuts of a long-lived leader, SIGTERM

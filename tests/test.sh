@@ -23,7 +23,8 @@ KUBECTL=$(tests/control-plane/kubectl.sh) || exit
 export KUBECTL
 cargo test --workspace --all-features --locked --no-run || exit
 images=$(python3 tests/node/images.py --out target/node/images pause="$node/pause" \
-	peer="$bin/peer" periodic=target/debug/examples/periodic) || exit
+	peer="$bin/peer" periodic=target/debug/examples/periodic \
+	writes=target/debug/examples/writes) || exit
 
 status=0
 step() {

@@ -495,8 +495,16 @@ impl Election {
             .observed_change
             .is_none_or(|seen| seen.elapsed() >= status.lease_duration);
         drop(status);
+        // A holder at this replica's own address is an earlier process of this replica (a
+        // restarted container keeps its pod's IP) that has not been replaced yet: sending the
+        // request there would send it back here.
+        let own_address = self.shared.common.stamp.address.as_deref();
         match leader.address.clone() {
-            Some(address) if !leader.is_self && !silent => Route::Leader { leader, address },
+            Some(address)
+                if !leader.is_self && !silent && own_address != Some(address.as_str()) =>
+            {
+                Route::Leader { leader, address }
+            }
             _ => Route::Handover(Some(leader)),
         }
     }
@@ -733,7 +741,9 @@ pub enum Route {
     /// Nobody can handle it now; try again in a moment. Nobody holds the lease; or its holder
     /// is this replica, whose term is ending or not yet begun; or the holder has not renewed
     /// for a lease duration (it is presumably gone, and another replica will take over); or it
-    /// published no address (a client-go holder, say). The holder as last seen, if any.
+    /// published this replica's own address (an earlier process of this replica: a restarted
+    /// container keeps its pod's IP); or it published no address (a client-go holder, say).
+    /// The holder as last seen, if any.
     Handover(Option<Leader>),
 }
 

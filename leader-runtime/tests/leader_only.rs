@@ -271,3 +271,61 @@ async fn without_a_leader_every_follower_answer_is_503_with_retry_after() {
     assert!(answer.body.contains("nobody leads"), "{}", answer.body);
     runtime.shutdown().await;
 }
+
+/// A holder that published this replica's own address is an earlier process of it (a container
+/// restarted in its pod keeps the pod's IP): this replica does not send requests to itself, it
+/// says a handover is going on; another replica sends them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_does_not_redirect_to_its_own_address() {
+    let store = InMemoryLeaseStore::new();
+    let address = "10.1.2.3:8080";
+    let key = leader_runtime::store::LeaseKey::new(NAMESPACE, LEASE);
+    let annotation =
+        format!(r#"{{"holderIdentity":"web-1_old","leaseTransitions":3,"address":"{address}"}}"#);
+    let mut lease = k8s_openapi::api::coordination::v1::Lease::default();
+    lease.metadata.annotations = Some(
+        [(
+            leader_runtime::HOLDER_ADDRESS_ANNOTATION.to_owned(),
+            annotation,
+        )]
+        .into(),
+    );
+    lease.spec = Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+        holder_identity: Some("web-1_old".into()),
+        lease_transitions: Some(3),
+        lease_duration_seconds: Some(3),
+        ..Default::default()
+    });
+    store.put(&key, lease);
+    let replica = |identity: &'static str, address: &'static str| {
+        Runtime::builder()
+            .store(store.connection())
+            .identity(identity)
+            .namespace(NAMESPACE)
+            .config(fast())
+            .address(address)
+            .build()
+    };
+    let restarted = replica("web-1_new", address).await.unwrap();
+    let other = replica("web-2", "10.1.2.4:8080").await.unwrap();
+    let (restarted, other) = (
+        restarted.election(LEASE).unwrap(),
+        other.election(LEASE).unwrap(),
+    );
+    within_5s(async {
+        while restarted.leader().is_none() || other.leader().is_none() {
+            sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        matches!(restarted.route(), Route::Handover(Some(ref leader)) if leader.identity == "web-1_old"),
+        "{:?}",
+        restarted.route()
+    );
+    assert!(
+        matches!(other.route(), Route::Leader { ref address, .. } if address == "10.1.2.3:8080"),
+        "{:?}",
+        other.route()
+    );
+}

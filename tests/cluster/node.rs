@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::support::{Identity, Node, control_plane};
 
 mod rollouts;
+mod writes;
 
 const SECOND: Duration = Duration::from_secs(1);
 /// The lease the Deployment's args name.
@@ -47,7 +48,7 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
         .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
     let mut deployment: Value = serde_saphyr::from_str(&text)
         .unwrap_or_else(|error| panic!("parsing {}: {error}", path.display()));
-    for patch in patch_for_the_test_node(&mut deployment, &node) {
+    for patch in patch_for_the_test_node(&mut deployment, &node, "periodic") {
         println!("deployment.yaml patched: {patch}");
     }
     let applied = Instant::now();
@@ -169,15 +170,15 @@ fn apply_service_account_and_role(node: &Node, namespace: &str) {
     }
 }
 
-/// Patches the Deployment for the test node: only what the node forces. Returns what was
-/// patched and why.
-fn patch_for_the_test_node(deployment: &mut Value, node: &Node) -> Vec<String> {
+/// Patches the Deployment for the test node: only what the node forces, with the node's image
+/// of `example`. Returns what was patched and why.
+fn patch_for_the_test_node(deployment: &mut Value, node: &Node, example: &str) -> Vec<String> {
     let container = &mut deployment["spec"]["template"]["spec"]["containers"][0];
     let mut patches = Vec::new();
-    let image = node.image("periodic");
+    let image = node.image(example);
     patches.push(format!(
-        "image {} -> {image}: built from target/debug/examples/periodic (features http and \
-         metrics) by tests/node/images.py and imported into the node's containerd",
+        "image {} -> {image}: built from target/debug/examples/{example} (`cargo test \
+         --all-features`) by tests/node/images.py and imported into the node's containerd",
         container["image"]
     ));
     container["image"] = image.into();

@@ -545,6 +545,27 @@ impl Node {
         reference.to_owned()
     }
 
+    /// Sends `signal` (`SIGKILL`) to a pod's container through containerd, as a crash or the
+    /// kernel's OOM killer would end it: kubelet is not asked, and restarts the container.
+    /// `container_id` is the pod status's `containerID` (`containerd://<id>`).
+    pub(crate) fn kill_container(&self, container_id: &str, signal: &str) {
+        let id = container_id
+            .strip_prefix("containerd://")
+            .unwrap_or_else(|| panic!("{container_id} is not a containerd container"));
+        let ctr = self.field("ctr").as_str().expect("a path");
+        let address = self.field("containerd_address").as_str().expect("a path");
+        let output = std::process::Command::new(ctr)
+            .args(["--address", address, "--namespace", "k8s.io"])
+            .args(["tasks", "kill", "--signal", signal, id])
+            .output()
+            .unwrap_or_else(|error| panic!("running {ctr}: {error}"));
+        assert!(
+            output.status.success(),
+            "ctr tasks kill --signal {signal} {id}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Runs kubectl as the admin with `args`, feeding it `stdin`; see [`kubectl`].
     pub(crate) fn kubectl_with_input(&self, args: &[&str], stdin: &str) -> String {
         kubectl(&self.admin_kubeconfig, args, stdin)

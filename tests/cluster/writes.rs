@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
@@ -44,7 +45,7 @@ const WRITE_EVERY: Duration = Duration::from_millis(10);
 
 /// What the client was answered for one write.
 #[derive(Clone, Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     /// `200`: applied by `by` with `token`.
     Applied { by: String, token: i32 },
     /// Not applied, and the answer said so: a `503`, or a `307` that led to one.
@@ -58,7 +59,7 @@ enum Outcome {
 
 /// One write the client sent.
 #[derive(Clone, Debug)]
-struct Sent {
+pub(crate) struct Sent {
     body: String,
     /// When the client sent it (and got its answer).
     sent_at: Instant,
@@ -69,7 +70,7 @@ struct Sent {
 }
 
 /// The addresses the client writes to.
-type Targets = Arc<Mutex<Vec<SocketAddr>>>;
+pub(crate) type Targets = Arc<Mutex<Vec<SocketAddr>>>;
 
 /// A replica of the example, and where it serves.
 struct Replica {
@@ -109,11 +110,17 @@ impl Dice {
     }
 }
 
-/// Sends writes to the replicas at random until `stop` fires; returns every write sent.
-async fn send_writes(targets: Targets, stop: leader::CancellationToken) -> Vec<Sent> {
-    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+/// Sends writes to the replicas at random until `stop` fires, one every [`WRITE_EVERY`] whatever
+/// the answers take (a write that hangs does not hold up the next); returns every write sent,
+/// answered.
+pub(crate) async fn send_writes(targets: Targets, stop: leader::CancellationToken) -> Vec<Sent> {
+    // A connection that is not set up within a second is a replica gone (a deleted pod's IP
+    // answers nothing at all): not sent, so not applied.
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(SECOND));
+    let http = Client::builder(TokioExecutor::new()).build(connector);
     let mut dice = Dice::new();
-    let mut sent = Vec::new();
+    let mut writes = tokio::task::JoinSet::new();
     let mut ticks = tokio::time::interval(WRITE_EVERY);
     for n in 0.. {
         tokio::select! {
@@ -124,23 +131,28 @@ async fn send_writes(targets: Targets, stop: leader::CancellationToken) -> Vec<S
             let targets = targets.lock().unwrap();
             targets[dice.below(targets.len())]
         };
-        let body = format!("w{n}");
-        let sent_at = Instant::now();
-        let (outcome, redirected) = write(&http, target, &body).await;
-        sent.push(Sent {
-            body,
-            sent_at,
-            answered_at: Instant::now(),
-            outcome,
-            redirected,
+        let http = http.clone();
+        writes.spawn(async move {
+            let body = format!("w{n}");
+            let sent_at = Instant::now();
+            let (outcome, redirected) = write(&http, target, &body).await;
+            Sent {
+                body,
+                sent_at,
+                answered_at: Instant::now(),
+                outcome,
+                redirected,
+            }
         });
     }
+    let mut sent = writes.join_all().await;
+    sent.sort_by_key(|write| write.sent_at);
     sent
 }
 
 /// Writes `body` to the replica at `target`, following one redirect.
 async fn write(
-    http: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    http: &Client<HttpConnector, Full<Bytes>>,
     target: SocketAddr,
     body: &str,
 ) -> (Outcome, bool) {
@@ -150,8 +162,8 @@ async fn write(
         let request = hyper::Request::post(&uri)
             .body(Full::new(Bytes::from(body.to_owned())))
             .unwrap();
-        let response = match tokio::time::timeout(10 * SECOND, http.request(request)).await {
-            Err(_) => return (Outcome::Unknown("no answer within 10 s".into()), redirected),
+        let response = match tokio::time::timeout(5 * SECOND, http.request(request)).await {
+            Err(_) => return (Outcome::Unknown("no answer within 5 s".into()), redirected),
             Ok(Err(error)) if error.is_connect() => return (Outcome::Unreachable, redirected),
             Ok(Err(error)) => return (Outcome::Unknown(format!("{error:?}")), redirected),
             Ok(Ok(response)) => response,
@@ -207,7 +219,7 @@ async fn write(
 
 /// One apply a replica printed: `<id>: applied <body> (fencing token <token>) at <unix µs>`.
 #[derive(Clone, Debug)]
-struct Apply {
+pub(crate) struct Apply {
     by: String,
     body: String,
     token: i32,
@@ -215,26 +227,32 @@ struct Apply {
     at_micros: i64,
 }
 
-fn applies(candidate: &Candidate) -> Vec<Apply> {
-    let prefix = format!("{}: applied ", candidate.id);
-    let lines = candidate.seen.iter().map(|(_, line)| line);
-    lines
-        .filter_map(|line| line.strip_prefix(&prefix))
-        .map(|rest| {
-            let (body, rest) = rest.split_once(" (fencing token ").expect("an apply line");
-            let (token, at) = rest.split_once(") at ").expect("an apply line");
-            Apply {
-                by: candidate.id.clone(),
-                body: body.to_owned(),
-                token: token.parse().expect("a number"),
-                at_micros: at.parse().expect("a number"),
-            }
+impl Apply {
+    /// The apply a line of the example's output says, if it says one.
+    pub(crate) fn parse(line: &str) -> Option<Apply> {
+        let (by, rest) = line.split_once(": applied ")?;
+        let (body, rest) = rest.split_once(" (fencing token ")?;
+        let (token, at) = rest.split_once(") at ")?;
+        Some(Apply {
+            by: by.to_owned(),
+            body: body.to_owned(),
+            token: token.parse().expect("a number"),
+            at_micros: at.trim().parse().expect("a number"),
         })
-        .collect()
+    }
+}
+
+fn applies(candidate: &Candidate) -> Vec<Apply> {
+    let lines = candidate.seen.iter().map(|(_, line)| line);
+    let applies: Vec<Apply> = lines.filter_map(|line| Apply::parse(line)).collect();
+    for apply in &applies {
+        assert_eq!(apply.by, candidate.id, "{apply:?}");
+    }
+    applies
 }
 
 /// The terms of the lease, in order: (holder, fencing token, acquireTime in µs).
-fn terms(records: &[Record]) -> Vec<(String, i32, i64)> {
+pub(crate) fn terms(records: &[Record]) -> Vec<(String, i32, i64)> {
     let mut terms: Vec<(String, i32, i64)> = Vec::new();
     for record in records {
         let Some(holder) = &record.holder else {
@@ -254,11 +272,14 @@ fn terms(records: &[Record]) -> Vec<(String, i32, i64)> {
 }
 
 /// A handover as the test caused it.
-struct Handover {
-    signal: &'static str,
-    at: Instant,
+pub(crate) struct Handover {
+    /// The leader that was made to go.
+    pub(crate) from: String,
+    /// `TERM` (graceful) or `KILL`.
+    pub(crate) signal: &'static str,
+    pub(crate) at: Instant,
     /// When the next holder was seen.
-    next_at: Instant,
+    pub(crate) next_at: Instant,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,6 +325,7 @@ async fn writes_go_to_the_leader_only_and_are_applied_once_across_20_handovers()
         };
         let next = next_holder(&leases, Some(&holder), limit).await;
         handovers.push(Handover {
+            from: holder.clone(),
             signal,
             at,
             next_at: Instant::now(),
@@ -344,10 +366,20 @@ async fn writes_go_to_the_leader_only_and_are_applied_once_across_20_handovers()
     let report = check(&sent, &applies, &terms);
     let summary = summarise(&sent, &handovers, &applies);
     eprintln!("writes: {report}\n{summary}");
-    if let Ok(path) = std::env::var("LEADER_WRITES_RESULTS") {
-        std::fs::write(&path, results(&report, &summary))
-            .unwrap_or_else(|error| panic!("writing {path}: {error}"));
-    }
+    let setup = format!(
+        "Three replicas of `examples/writes.rs` (`--on-follower=redirect`) as processes on the \
+         local control plane, lease duration 4 s, renew deadline 3 s, retry period 1 s; a \
+         client sends a write every {WRITE_EVERY:?} to a replica picked at random, following one \
+         `307`; {HANDOVERS} handovers, by turns SIGTERM and SIGKILL of the leader, each followed \
+         by a fresh replica."
+    );
+    write_results(
+        "LEADER_WRITES_RESULTS",
+        "processes",
+        &setup,
+        &report,
+        &summary,
+    );
 }
 
 /// Waits up to `limit` for a holder other than `not`, and returns it.
@@ -371,7 +403,7 @@ async fn next_holder(leases: &Api<Lease>, not: Option<&str>, limit: Duration) ->
 
 /// Checks the guarantees (see the module's comment); panics on the first broken one. Returns
 /// what was checked, in a line.
-fn check(sent: &[Sent], applies: &[Apply], terms: &[(String, i32, i64)]) -> String {
+pub(crate) fn check(sent: &[Sent], applies: &[Apply], terms: &[(String, i32, i64)]) -> String {
     let mut applied: HashMap<&str, Vec<&Apply>> = HashMap::new();
     for apply in applies {
         applied.entry(apply.body.as_str()).or_default().push(apply);
@@ -439,17 +471,20 @@ fn check(sent: &[Sent], applies: &[Apply], terms: &[(String, i32, i64)]) -> Stri
 
 /// How writes fared around each kind of handover: for each handover, the writes that failed
 /// from the signal until the first applied write after it, and that time.
-fn summarise(sent: &[Sent], handovers: &[Handover], applies: &[Apply]) -> String {
+pub(crate) fn summarise(sent: &[Sent], handovers: &[Handover], applies: &[Apply]) -> String {
     let mut by_kind: BTreeMap<&str, Vec<(Duration, usize, Duration)>> = BTreeMap::new();
     for handover in handovers {
         let after: Vec<&Sent> = sent.iter().filter(|s| s.sent_at >= handover.at).collect();
+        // The first write the next leaders applied (the one leaving may apply a few more).
         let first_applied = after
             .iter()
-            .find(|s| matches!(s.outcome, Outcome::Applied { .. }))
-            .map_or(handover.next_at, |s| s.answered_at);
+            .filter(|s| matches!(&s.outcome, Outcome::Applied { by, .. } if *by != handover.from))
+            .map(|s| s.answered_at)
+            .min()
+            .unwrap_or(handover.next_at);
         let failed = after
             .iter()
-            .filter(|s| s.sent_at < first_applied)
+            .filter(|s| s.sent_at < first_applied && s.sent_at >= handover.at)
             .filter(|s| !matches!(s.outcome, Outcome::Applied { .. }))
             .count();
         let takeover = handover.next_at - handover.at;
@@ -532,21 +567,42 @@ fn summarise(sent: &[Sent], handovers: &[Handover], applies: &[Apply]) -> String
     text
 }
 
-fn results(report: &str, summary: &str) -> String {
-    format!(
-        "# Writes to the leader across handovers\n\n\
-         Generated by `make writes` (`tests/cluster/writes.rs`): three replicas of \
-         `examples/writes.rs` (`--on-follower=redirect`) on the local control plane, lease \
-         duration 4 s, renew deadline 3 s, retry period 1 s; a client sends a write every \
-         {WRITE_EVERY:?} to a replica picked at random, following one `307`; {HANDOVERS} \
-         handovers, by turns SIGTERM and SIGKILL of the leader, each followed by a fresh \
-         replica.\n\n\
+/// Writes the results where the variable `variable` says (`make writes` sets it), under a
+/// heading for `what`: the file holds one section per kind of run.
+pub(crate) fn write_results(variable: &str, what: &str, setup: &str, report: &str, summary: &str) {
+    let Ok(path) = std::env::var(variable) else {
+        return;
+    };
+    let section = format!(
+        "## Replicas as {what}\n\n{setup}\n\n\
          Checked: {report}; no write applied twice, none that was answered as not applied; \
          every rejected write told where to go (`Location` on a `307`, `Retry-After` on a \
-         `503`).\n\n{summary}\n\
+         `503`).\n\n{summary}"
+    );
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut sections: BTreeMap<String, String> = old
+        .split("\n## ")
+        .skip(1)
+        .filter_map(|part| {
+            let (title, _) = part.split_once('\n')?;
+            Some((title.to_owned(), format!("## {}", part.trim_end())))
+        })
+        .filter(|(title, _)| title.starts_with("Replicas as "))
+        .collect();
+    sections.insert(format!("Replicas as {what}"), section.trim_end().to_owned());
+    let mut text = String::from(
+        "# Writes to the leader across handovers\n\n\
+         Generated by `make writes` (processes, `tests/cluster/writes.rs`) and `make node-writes` \
+         (pods on the test node, `tests/cluster/node/writes.rs`).\n\n\
          A write is *failed* when it was sent after the signal and before the first write \
          applied by the next leader: rejected with `503` and `Retry-After` (a handover is going \
-         on), sent to the replica that was killed (no connection), or, rarely, with an outcome \
-         the client cannot know (the connection broke after it was sent).\n"
-    )
+         on), sent to a replica that was gone (no connection), or, rarely, with an outcome the \
+         client cannot know (the connection broke after it was sent).\n",
+    );
+    for section in sections.values() {
+        text.push('\n');
+        text.push_str(section);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap_or_else(|error| panic!("writing {path}: {error}"));
 }

@@ -137,7 +137,7 @@ fn deployment_for(implementation: Implementation, node: &Node, namespace: &str) 
     let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy");
     let text = std::fs::read_to_string(manifests.join("deployment.yaml")).expect("the manifest");
     let mut deployment: Value = serde_saphyr::from_str(&text).expect("YAML");
-    patch_for_the_test_node(&mut deployment, node);
+    patch_for_the_test_node(&mut deployment, node, "periodic");
     if implementation == Implementation::Go {
         let name = "peer";
         deployment["metadata"]["name"] = name.into();
