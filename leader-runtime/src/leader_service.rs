@@ -1,0 +1,444 @@
+//! A Service that always leads to the leader ([`RuntimeBuilder::leader_service`]): while this
+//! replica leads a lease, the endpoints of a selector-less Service point at it, so that clients
+//! that cannot run this library (a `curl`, a client in another language) send their writes to
+//! `<service>.<namespace>.svc` and reach the leader.
+//!
+//! The Service is the user's, created in their manifests without a selector. This library keeps
+//! one EndpointSlice for it, [`leader_service_slice_name`], labelled as the Service's and as
+//! managed by [`LEADER_SERVICE_MANAGER`] (so the EndpointSlice controller leaves it alone), with
+//! one endpoint: the leader's IP and port. Each write is tied to the term it was made in by the
+//! [`LEADER_SERVICE_HOLDER_ANNOTATION`].
+//!
+//! - A new leader points the slice at itself before its term's work starts (bounded by the
+//!   term's first renew, so the election never waits on it for long), replacing the previous
+//!   leader's endpoint.
+//! - When a term ends, the slice is emptied, but only while it still names this replica and this
+//!   term (a write conditioned on the `resourceVersion` of what was read): a late clear never
+//!   removes a newer leader's endpoint. On a voluntary end it happens before the lease is
+//!   released.
+//! - Every failure is logged (at most once per [`WARN_EVERY`]), never fatal: the Service is best
+//!   effort, and the election goes on as without it.
+//!
+//! [`RuntimeBuilder::leader_service`]: crate::RuntimeBuilder::leader_service
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use kube::api::{Api, PostParams};
+use tokio::time::{Instant, timeout_at};
+use tracing::{Level, debug, info};
+
+use crate::report::say;
+use crate::store::LeaseKey;
+use crate::{Error, Result, SERVICE_RULE};
+
+/// The `endpointslice.kubernetes.io/managed-by` label of the EndpointSlices this library keeps.
+/// The EndpointSlice controller and the mirroring controller leave slices managed by anyone
+/// else alone.
+pub const LEADER_SERVICE_MANAGER: &str = "leader.rs";
+
+/// The annotation on a leader Service's EndpointSlice naming the term it was written in:
+/// `{"holderIdentity":"web-1","leaseTransitions":7}` (the fencing token). A replica empties the
+/// slice at the end of its term only while it still carries its own term.
+pub const LEADER_SERVICE_HOLDER_ANNOTATION: &str = "leader.rs/holder";
+
+/// The label that ties an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The label naming who manages an EndpointSlice.
+const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+
+/// A problem with the leader Service is logged at most this often.
+pub(crate) const WARN_EVERY: Duration = Duration::from_secs(300);
+
+/// The name of the EndpointSlice kept for the leader Service `service`:
+/// `<service>-leader-election`.
+pub fn leader_service_slice_name(service: &str) -> String {
+    format!("{service}-leader-election")
+}
+
+/// The leader Services of a runtime: which lease leads to which Service, and where this replica
+/// serves.
+pub(crate) struct LeaderServices {
+    client: kube::Client,
+    /// The runtime's namespace, where the leases and the Services are.
+    namespace: String,
+    /// Lease name to Service name.
+    services: HashMap<String, String>,
+    address: SocketAddr,
+}
+
+impl LeaderServices {
+    /// The leader Services asked for (`(lease, service)` pairs, leases already renamed), for a
+    /// replica serving on `address`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a Service name that is not a DNS-1123 label or a bad lease name;
+    /// [`Error::InvalidConfig`] without an address, with an address whose host is not an IP, or
+    /// with two leases on one Service.
+    pub(crate) fn new(
+        client: kube::Client,
+        namespace: String,
+        asked: Vec<(String, String)>,
+        address: Option<&str>,
+    ) -> Result<Self> {
+        let mut services = HashMap::new();
+        for (lease, service) in asked {
+            crate::validate_lease_name(&lease)?;
+            crate::names::validate_service_name(&service)?;
+            if let Some((other, _)) = services
+                .iter()
+                .find(|(other, s)| **other != lease && **s == service)
+            {
+                return Err(Error::InvalidConfig {
+                    reason: format!(
+                        "leases `{other}` and `{lease}` both ask for leader service `{service}`; \
+                         a Service can lead to the leader of one lease only"
+                    ),
+                });
+            }
+            services.insert(lease, service);
+        }
+        let address = address_for_slice(address)?;
+        Ok(LeaderServices {
+            client,
+            namespace,
+            services,
+            address,
+        })
+    }
+
+    /// The leader Service of the lease `key`, if one was asked for.
+    pub(crate) fn for_lease(&self, key: &LeaseKey) -> Option<LeaderService> {
+        if key.namespace != self.namespace {
+            return None;
+        }
+        let service = self.services.get(&key.name)?;
+        Some(LeaderService {
+            slices: Api::namespaced(self.client.clone(), &self.namespace),
+            namespace: self.namespace.clone(),
+            service: service.clone(),
+            address: self.address,
+            warned: Mutex::new(None),
+        })
+    }
+}
+
+/// The address in an EndpointSlice: `address` (this replica's `host:port`) with an IP as host.
+fn address_for_slice(address: Option<&str>) -> Result<SocketAddr> {
+    let Some(address) = address else {
+        return Err(Error::InvalidConfig {
+            reason: "a leader service needs this replica's address, to point the Service at it: \
+                     set it with `address` or `address_from_pod_ip`"
+                .into(),
+        });
+    };
+    address.parse().map_err(|_| Error::InvalidConfig {
+        reason: format!(
+            "a leader service needs this replica's address with an IP as host (an EndpointSlice \
+             holds IPs), not `{address}`: use `address_from_pod_ip`, or give `<pod IP>:<port>`"
+        ),
+    })
+}
+
+/// One lease's leader Service.
+pub(crate) struct LeaderService {
+    slices: Api<EndpointSlice>,
+    namespace: String,
+    service: String,
+    address: SocketAddr,
+    /// When a problem was last logged.
+    warned: Mutex<Option<Instant>>,
+}
+
+/// What a write of the slice did.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Written,
+    /// There was nothing to do (nothing to clear, or not ours to clear).
+    Left,
+}
+
+impl LeaderService {
+    /// Points the Service at this replica, for the term `fencing_token` of `identity`; gives up
+    /// at `until`. Failures are logged, never returned.
+    pub(crate) async fn point_here(&self, identity: &str, fencing_token: i32, until: Instant) {
+        let term = written_for(identity, fencing_token);
+        match timeout_at(until, self.write(Some(&term))).await {
+            Ok(Ok(_)) => info!(service = %self.service, "leader service points here"),
+            Ok(Err((verb, error))) => self.failed("pointing", verb, Some(&error)),
+            Err(_) => self.failed("pointing", "update", None),
+        }
+    }
+
+    /// Empties the Service's endpoints if they still point at this replica for the term
+    /// `fencing_token` of `identity`; gives up at `until`.
+    pub(crate) async fn clear(&self, identity: &str, fencing_token: i32, until: Instant) {
+        let term = written_for(identity, fencing_token);
+        let cleared = async {
+            for _ in 0..2 {
+                let current = self.slices.get_opt(&self.slice_name()).await;
+                let current = current.map_err(|error| ("get", error))?;
+                let Some(current) = current else {
+                    return Ok(Outcome::Left);
+                };
+                if holder_annotation(&current) != Some(term.as_str())
+                    || current.endpoints.as_ref().is_none_or(Vec::is_empty)
+                {
+                    return Ok(Outcome::Left);
+                }
+                let mut emptied = current;
+                emptied.endpoints = Some(Vec::new());
+                let name = self.slice_name();
+                match self
+                    .slices
+                    .replace(&name, &PostParams::default(), &emptied)
+                    .await
+                {
+                    Ok(_) => return Ok(Outcome::Written),
+                    // Written meanwhile, by a new leader as likely as not: look again.
+                    Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                    Err(error) => return Err(("update", error)),
+                }
+            }
+            Ok(Outcome::Left)
+        };
+        match timeout_at(until, cleared).await {
+            Ok(Ok(Outcome::Written)) => debug!(service = %self.service, "leader service emptied"),
+            Ok(Ok(Outcome::Left)) => {
+                debug!(service = %self.service, "leader service no longer points here; left alone")
+            }
+            Ok(Err((verb, error))) => self.failed("emptying", verb, Some(&error)),
+            Err(_) => self.failed("emptying", "update", None),
+        }
+    }
+
+    /// Creates the slice or replaces what it holds with this replica's endpoint for `term`.
+    /// Conditioned on the `resourceVersion` read, so that of two writers the later one reads
+    /// what the earlier wrote.
+    async fn write(
+        &self,
+        term: Option<&str>,
+    ) -> std::result::Result<Outcome, (&'static str, kube::Error)> {
+        let name = self.slice_name();
+        for _ in 0..2 {
+            let current = self
+                .slices
+                .get_opt(&name)
+                .await
+                .map_err(|error| ("get", error))?;
+            let written = match current {
+                None => {
+                    let slice = self.slice(EndpointSlice::default(), term);
+                    self.slices.create(&PostParams::default(), &slice).await
+                }
+                Some(current) => {
+                    let slice = self.slice(current, term);
+                    self.slices
+                        .replace(&name, &PostParams::default(), &slice)
+                        .await
+                }
+            };
+            match written {
+                Ok(_) => return Ok(Outcome::Written),
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(error) => return Err(("update", error)),
+            }
+        }
+        Err((
+            "update",
+            kube::Error::Api(
+                kube::core::Status::failure("written by someone else twice in a row", "Conflict")
+                    .with_code(409)
+                    .boxed(),
+            ),
+        ))
+    }
+
+    fn slice_name(&self) -> String {
+        leader_service_slice_name(&self.service)
+    }
+
+    /// `base` (the slice as read, or an empty one) with this replica as its one endpoint, for
+    /// `term`; the other labels and annotations of `base` are kept.
+    fn slice(&self, base: EndpointSlice, term: Option<&str>) -> EndpointSlice {
+        endpoint_slice(base, &self.service, self.address, term)
+    }
+
+    /// Logs a failure of `doing` (`pointing` or `emptying`) the Service, at most once per
+    /// [`WARN_EVERY`]; `error` is `None` when the API server did not answer in time.
+    fn failed(&self, doing: &str, verb: &str, error: Option<&kube::Error>) {
+        debug!(?error, service = %self.service, "{doing} the leader service failed");
+        let now = Instant::now();
+        {
+            let mut warned = self
+                .warned
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if warned.is_some_and(|at| now.duration_since(at) < WARN_EVERY) {
+                return;
+            }
+            *warned = Some(now);
+        }
+        let slice = self.slice_name();
+        let why = match error {
+            Some(kube::Error::Api(status)) if status.code == 403 => format!(
+                "forbidden: RBAC does not let this replica {verb} endpointslices.discovery.k8s.io \
+                 in namespace `{}`; bind it to a Role there with the rule {{{SERVICE_RULE}}} (API \
+                 server said: {})",
+                self.namespace, status.message
+            ),
+            Some(error) => format!("{verb} endpointslice `{slice}` failed: {error}"),
+            None => format!("{verb} endpointslice `{slice}`: no answer in time"),
+        };
+        let message = format!(
+            "{doing} leader service `{}` at this replica failed, the election goes on without it \
+             (said at most every {}s): {why}",
+            self.service,
+            WARN_EVERY.as_secs()
+        );
+        say(Level::WARN, &message, None);
+    }
+}
+
+/// The annotation's value for the term `fencing_token` of `identity`.
+fn written_for(identity: &str, fencing_token: i32) -> String {
+    k8s_openapi::serde_json::json!({
+        "holderIdentity": identity,
+        "leaseTransitions": fencing_token,
+    })
+    .to_string()
+}
+
+fn holder_annotation(slice: &EndpointSlice) -> Option<&str> {
+    let annotations = slice.metadata.annotations.as_ref()?;
+    annotations
+        .get(LEADER_SERVICE_HOLDER_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// `base` made the leader Service's slice for `service`, with `address` as its one ready
+/// endpoint, written for `term` (the [`LEADER_SERVICE_HOLDER_ANNOTATION`]'s value).
+fn endpoint_slice(
+    mut base: EndpointSlice,
+    service: &str,
+    address: SocketAddr,
+    term: Option<&str>,
+) -> EndpointSlice {
+    base.metadata.name = Some(leader_service_slice_name(service));
+    let labels = base.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(SERVICE_NAME_LABEL.to_owned(), service.to_owned());
+    labels.insert(
+        MANAGED_BY_LABEL.to_owned(),
+        LEADER_SERVICE_MANAGER.to_owned(),
+    );
+    if let Some(term) = term {
+        let annotations = base.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.insert(LEADER_SERVICE_HOLDER_ANNOTATION.to_owned(), term.to_owned());
+    }
+    base.address_type = match address.ip() {
+        IpAddr::V4(_) => "IPv4",
+        IpAddr::V6(_) => "IPv6",
+    }
+    .to_owned();
+    base.endpoints = Some(vec![Endpoint {
+        addresses: vec![address.ip().to_string()],
+        conditions: Some(EndpointConditions {
+            ready: Some(true),
+            serving: Some(true),
+            terminating: Some(false),
+        }),
+        ..Endpoint::default()
+    }]);
+    base.ports = Some(vec![EndpointPort {
+        name: Some(String::new()),
+        port: Some(i32::from(address.port())),
+        protocol: Some("TCP".to_owned()),
+        ..EndpointPort::default()
+    }]);
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built(address: &str, base: EndpointSlice) -> EndpointSlice {
+        let term = written_for("web-1", 7);
+        endpoint_slice(base, "writes", address.parse().unwrap(), Some(&term))
+    }
+
+    #[test]
+    fn the_slice_points_at_the_replica_with_its_address_family() {
+        let slice = built("10.1.2.3:8080", EndpointSlice::default());
+        assert_eq!(
+            slice.metadata.name.as_deref(),
+            Some("writes-leader-election")
+        );
+        assert_eq!(slice.address_type, "IPv4");
+        let endpoints = slice.endpoints.unwrap();
+        assert_eq!(endpoints.len(), 1);
+        assert_eq!(endpoints[0].addresses, ["10.1.2.3"]);
+        assert_eq!(endpoints[0].conditions.as_ref().unwrap().ready, Some(true));
+        let ports = slice.ports.unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(
+            (
+                ports[0].name.as_deref(),
+                ports[0].port,
+                ports[0].protocol.as_deref()
+            ),
+            (Some(""), Some(8080), Some("TCP"))
+        );
+        let labels = slice.metadata.labels.unwrap();
+        assert_eq!(labels[SERVICE_NAME_LABEL], "writes");
+        assert_eq!(labels[MANAGED_BY_LABEL], LEADER_SERVICE_MANAGER);
+
+        let slice = built("[fd00::7]:80", EndpointSlice::default());
+        assert_eq!(slice.address_type, "IPv6");
+        assert_eq!(slice.endpoints.unwrap()[0].addresses, ["fd00::7"]);
+    }
+
+    #[test]
+    fn the_annotation_names_the_term_and_other_metadata_is_kept() {
+        let mut base = EndpointSlice::default();
+        base.metadata.resource_version = Some("42".into());
+        base.metadata.labels = Some([("team".to_owned(), "shop".to_owned())].into());
+        base.metadata.annotations = Some(
+            [(
+                LEADER_SERVICE_HOLDER_ANNOTATION.to_owned(),
+                written_for("web-0", 6),
+            )]
+            .into(),
+        );
+        let slice = built("10.1.2.3:8080", base);
+        assert_eq!(slice.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(slice.metadata.labels.as_ref().unwrap()["team"], "shop");
+        let annotation: k8s_openapi::serde_json::Value =
+            k8s_openapi::serde_json::from_str(holder_annotation(&slice).unwrap()).unwrap();
+        assert_eq!(
+            annotation,
+            k8s_openapi::serde_json::json!({"holderIdentity": "web-1", "leaseTransitions": 7})
+        );
+    }
+
+    #[test]
+    fn the_address_must_be_there_with_an_ip_host() {
+        assert_eq!(
+            address_for_slice(Some("10.1.2.3:80")).unwrap(),
+            "10.1.2.3:80".parse::<SocketAddr>().unwrap()
+        );
+        assert!(address_for_slice(Some("[fd00::7]:80")).unwrap().is_ipv6());
+        let missing = address_for_slice(None).unwrap_err().to_string();
+        assert!(missing.contains("address_from_pod_ip"), "{missing}");
+        let named = address_for_slice(Some("web-1.web:80"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            named.contains("IP") && named.contains("web-1.web:80"),
+            "{named}"
+        );
+    }
+}
