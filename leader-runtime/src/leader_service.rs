@@ -135,12 +135,32 @@ fn address_for_slice(address: Option<&str>) -> Result<SocketAddr> {
                 .into(),
         });
     };
-    address.parse().map_err(|_| Error::InvalidConfig {
+    let address: SocketAddr = address.parse().map_err(|_| Error::InvalidConfig {
         reason: format!(
             "a leader service needs this replica's address with an IP as host (an EndpointSlice \
              holds IPs), not `{address}`: use `address_from_pod_ip`, or give `<pod IP>:<port>`"
         ),
-    })
+    })?;
+    // The API server's own rule for endpoint IPs.
+    let unfit = match address.ip() {
+        IpAddr::V4(ip) => ip.is_unspecified() || ip.is_loopback() || ip.is_link_local(),
+        IpAddr::V6(ip) => {
+            ip.is_unspecified() || ip.is_loopback() || ip.is_unicast_link_local() || {
+                // Link-local multicast: ff02::/16.
+                ip.segments()[0] == 0xff02
+            }
+        }
+    };
+    if unfit {
+        return Err(Error::InvalidConfig {
+            reason: format!(
+                "a leader service needs this replica's address with an IP that an EndpointSlice \
+                 accepts, not `{address}` (no loopback, link-local or unspecified IP): use \
+                 `address_from_pod_ip`"
+            ),
+        });
+    }
+    Ok(address)
 }
 
 /// One lease's leader Service.

@@ -13,6 +13,7 @@ mod faults;
 mod gone;
 mod interop;
 mod kube_store;
+mod leader_service;
 mod leadership;
 mod lease_api;
 mod lease_history;
