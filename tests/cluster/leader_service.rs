@@ -175,7 +175,7 @@ async fn next_leader(seen: &mut mpsc::UnboundedReceiver<Seen>, replicas: &[Repli
         .unwrap();
     assert_eq!(
         next.addresses,
-        [leader.ip.clone()],
+        [leader.ip.as_str()],
         "{}'s work started with the slice not pointing at it alone: {next:?}",
         next.identity
     );
@@ -249,7 +249,7 @@ async fn the_service_points_at_each_new_leader_before_its_work_starts() {
     let mut crashed = replicas.remove(index(&replicas, &second.identity));
     crashed.stop(Stop::Crash);
     let (addresses, _) = read(&slices.get(&slice_name).await.unwrap());
-    assert_eq!(addresses, [crashed.ip.clone()], "right after the crash");
+    assert_eq!(addresses, [crashed.ip.as_str()], "right after the crash");
     let third = next_leader(&mut seen, &replicas).await;
     assert!(third.fencing_token > second.fencing_token);
 
