@@ -335,7 +335,10 @@ impl Elector {
         #[cfg(feature = "leader-service")]
         if let Some(service) = &shared.leader_service {
             let fencing_token = leading.term.fencing_token;
-            Box::pin(service.point_here(&shared.identity, fencing_token, next_renew)).await;
+            let pointed = service.point_here(&shared.identity, fencing_token, next_renew);
+            if Box::pin(pointed).await == crate::leader_service::Pointed::TryAgain {
+                crate::leader_service::keep_trying(Arc::clone(&shared), &leading.term);
+            }
         }
         shared.publish_term(Some(leading.term.clone()));
         shared.update_status(|status| {

@@ -23,14 +23,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use kube::api::{Api, PostParams};
 use tokio::time::{Instant, timeout_at};
-use tracing::{Level, debug, info};
+use tracing::{Instrument, Level, debug, info};
 
+use crate::election::{ElectionShared, Term};
 use crate::report::say;
 use crate::store::LeaseKey;
 use crate::{Error, Result, SERVICE_RULE};
@@ -173,6 +174,15 @@ pub(crate) struct LeaderService {
     warned: Mutex<Option<Instant>>,
 }
 
+/// Whether pointing the Service here is done for the term.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Pointed {
+    /// Written, or not worth trying again.
+    Done,
+    /// Failed for a reason that may pass (the API server out of reach, say).
+    TryAgain,
+}
+
 /// What a write of the slice did.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -183,13 +193,35 @@ enum Outcome {
 
 impl LeaderService {
     /// Points the Service at this replica, for the term `fencing_token` of `identity`; gives up
-    /// at `until`. Failures are logged, never returned.
-    pub(crate) async fn point_here(&self, identity: &str, fencing_token: i32, until: Instant) {
+    /// at `until`. Failures are logged, never returned; the answer says whether to try again
+    /// later in the term.
+    pub(crate) async fn point_here(
+        &self,
+        identity: &str,
+        fencing_token: i32,
+        until: Instant,
+    ) -> Pointed {
         let term = written_for(identity, fencing_token);
         match timeout_at(until, self.write(Some(&term))).await {
-            Ok(Ok(_)) => info!(service = %self.service, "leader service points here"),
-            Ok(Err((verb, error))) => self.failed("pointing", verb, Some(&error)),
-            Err(_) => self.failed("pointing", "update", None),
+            Ok(Ok(_)) => {
+                info!(service = %self.service, "leader service points here");
+                Pointed::Done
+            }
+            Ok(Err((verb, error))) => {
+                self.failed("pointing", verb, Some(&error));
+                // RBAC will not change its mind within the term, nor will the API server
+                // accept a slice it found invalid.
+                match error {
+                    kube::Error::Api(status) if status.code == 403 || status.code == 422 => {
+                        Pointed::Done
+                    }
+                    _ => Pointed::TryAgain,
+                }
+            }
+            Err(_) => {
+                self.failed("pointing", "update", None);
+                Pointed::TryAgain
+            }
         }
     }
 
@@ -204,9 +236,7 @@ impl LeaderService {
                 let Some(current) = current else {
                     return Ok(Outcome::Left);
                 };
-                if holder_annotation(&current) != Some(term.as_str())
-                    || current.endpoints.as_ref().is_none_or(Vec::is_empty)
-                {
+                if !points_at(&current, &term) {
                     return Ok(Outcome::Left);
                 }
                 let mut emptied = current;
@@ -323,6 +353,34 @@ impl LeaderService {
     }
 }
 
+/// Tries again to point the Service here, every retry period until it is done or `term` ends,
+/// in a task of the term: the end of the term waits for it before emptying the slice.
+pub(crate) fn keep_trying(shared: Arc<ElectionShared>, term: &Term) {
+    let token = term.token.clone();
+    let fencing_token = term.fencing_token;
+    let retrying = async move {
+        let Some(service) = &shared.leader_service else {
+            return;
+        };
+        let retry_period = shared.config.retry_period;
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(retry_period) => {}
+            }
+            let until = Instant::now() + retry_period;
+            let pointed = service.point_here(&shared.identity, fencing_token, until);
+            tokio::select! {
+                () = token.cancelled() => return,
+                pointed = pointed => if pointed == Pointed::Done {
+                    return;
+                },
+            }
+        }
+    };
+    term.tracker.spawn(retrying.in_current_span());
+}
+
 /// The annotation's value for the term `fencing_token` of `identity`.
 fn written_for(identity: &str, fencing_token: i32) -> String {
     k8s_openapi::serde_json::json!({
@@ -330,6 +388,13 @@ fn written_for(identity: &str, fencing_token: i32) -> String {
         "leaseTransitions": fencing_token,
     })
     .to_string()
+}
+
+/// Whether `slice` has endpoints written in `term` (the annotation's value): only then is it
+/// this term's to empty.
+fn points_at(slice: &EndpointSlice, term: &str) -> bool {
+    holder_annotation(slice) == Some(term)
+        && slice.endpoints.as_ref().is_some_and(|e| !e.is_empty())
 }
 
 fn holder_annotation(slice: &EndpointSlice) -> Option<&str> {
@@ -441,6 +506,78 @@ mod tests {
         assert_eq!(
             annotation,
             k8s_openapi::serde_json::json!({"holderIdentity": "web-1", "leaseTransitions": 7})
+        );
+    }
+
+    #[test]
+    fn a_term_empties_only_a_slice_written_in_it() {
+        let ours = written_for("web-1", 7);
+        let slice = built("10.1.2.3:8080", EndpointSlice::default());
+        assert!(points_at(&slice, &ours));
+        // A newer leader's, another replica's of the same token, an earlier term of ours.
+        for other in [
+            written_for("web-2", 8),
+            written_for("web-2", 7),
+            written_for("web-1", 6),
+        ] {
+            let newer = endpoint_slice(
+                EndpointSlice::default(),
+                "writes",
+                "10.1.2.4:8080".parse().unwrap(),
+                Some(&other),
+            );
+            assert!(!points_at(&newer, &ours), "{other}");
+        }
+        // Already emptied, or made by someone else without the annotation.
+        let mut emptied = slice.clone();
+        emptied.endpoints = Some(Vec::new());
+        assert!(!points_at(&emptied, &ours));
+        let mut unannotated = slice;
+        unannotated.metadata.annotations = None;
+        assert!(!points_at(&unannotated, &ours));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_api_server_is_tried_again_and_never_fatal() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let asked = vec![("orders".to_owned(), "orders-leader".to_owned())];
+        let services =
+            LeaderServices::new(client, "shop".into(), asked, Some("10.1.2.3:8080")).unwrap();
+        assert!(
+            services
+                .for_lease(&LeaseKey::new("other", "orders"))
+                .is_none()
+        );
+        assert!(
+            services
+                .for_lease(&LeaseKey::new("shop", "other"))
+                .is_none()
+        );
+        let service = services
+            .for_lease(&LeaseKey::new("shop", "orders"))
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            service.point_here("web-1", 7, until).await,
+            Pointed::TryAgain
+        );
+        service.clear("web-1", 7, until).await;
+    }
+
+    #[tokio::test]
+    async fn two_leases_cannot_share_a_service() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let asked = vec![
+            ("orders".to_owned(), "leader".to_owned()),
+            ("billing".to_owned(), "leader".to_owned()),
+        ];
+        let error = LeaderServices::new(client, "shop".into(), asked, Some("10.1.2.3:8080"));
+        let error = error.err().unwrap().to_string();
+        assert!(
+            error.contains("both ask for leader service `leader`"),
+            "{error}"
         );
     }
 
