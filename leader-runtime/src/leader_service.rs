@@ -202,7 +202,7 @@ impl LeaderService {
         until: Instant,
     ) -> Pointed {
         let term = written_for(identity, fencing_token);
-        match timeout_at(until, self.write(Some(&term))).await {
+        match timeout_at(until, self.write(&term)).await {
             Ok(Ok(_)) => {
                 info!(service = %self.service, "leader service points here");
                 Pointed::Done
@@ -249,7 +249,7 @@ impl LeaderService {
                 {
                     Ok(_) => return Ok(Outcome::Written),
                     // Written meanwhile, by a new leader as likely as not: look again.
-                    Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                    Err(error) if is_conflict(&error) => continue,
                     Err(error) => return Err(("update", error)),
                 }
             }
@@ -268,43 +268,31 @@ impl LeaderService {
     /// Creates the slice or replaces what it holds with this replica's endpoint for `term`.
     /// Conditioned on the `resourceVersion` read, so that of two writers the later one reads
     /// what the earlier wrote.
-    async fn write(
-        &self,
-        term: Option<&str>,
-    ) -> std::result::Result<Outcome, (&'static str, kube::Error)> {
+    async fn write(&self, term: &str) -> std::result::Result<Outcome, (&'static str, kube::Error)> {
         let name = self.slice_name();
-        for _ in 0..2 {
-            let current = self
-                .slices
-                .get_opt(&name)
-                .await
-                .map_err(|error| ("get", error))?;
-            let written = match current {
+        let mut attempts = 2;
+        loop {
+            attempts -= 1;
+            let current = self.slices.get_opt(&name).await;
+            let (verb, written) = match current.map_err(|error| ("get", error))? {
                 None => {
                     let slice = self.slice(EndpointSlice::default(), term);
-                    self.slices.create(&PostParams::default(), &slice).await
+                    let created = self.slices.create(&PostParams::default(), &slice).await;
+                    ("create", created)
                 }
                 Some(current) => {
                     let slice = self.slice(current, term);
-                    self.slices
-                        .replace(&name, &PostParams::default(), &slice)
-                        .await
+                    let params = PostParams::default();
+                    ("update", self.slices.replace(&name, &params, &slice).await)
                 }
             };
             match written {
                 Ok(_) => return Ok(Outcome::Written),
-                Err(kube::Error::Api(status)) if status.code == 409 => continue,
-                Err(error) => return Err(("update", error)),
+                // Written meanwhile: read it again, once.
+                Err(error) if is_conflict(&error) && attempts > 0 => {}
+                Err(error) => return Err((verb, error)),
             }
         }
-        Err((
-            "update",
-            kube::Error::Api(
-                kube::core::Status::failure("written by someone else twice in a row", "Conflict")
-                    .with_code(409)
-                    .boxed(),
-            ),
-        ))
     }
 
     fn slice_name(&self) -> String {
@@ -313,7 +301,7 @@ impl LeaderService {
 
     /// `base` (the slice as read, or an empty one) with this replica as its one endpoint, for
     /// `term`; the other labels and annotations of `base` are kept.
-    fn slice(&self, base: EndpointSlice, term: Option<&str>) -> EndpointSlice {
+    fn slice(&self, base: EndpointSlice, term: &str) -> EndpointSlice {
         endpoint_slice(base, &self.service, self.address, term)
     }
 
@@ -332,24 +320,30 @@ impl LeaderService {
             }
             *warned = Some(now);
         }
+        say(Level::WARN, &self.failure(doing, verb, error), None);
+    }
+
+    /// What to say about a failure of `doing` the Service.
+    fn failure(&self, doing: &str, verb: &str, error: Option<&kube::Error>) -> String {
         let slice = self.slice_name();
         let why = match error {
             Some(kube::Error::Api(status)) if status.code == 403 => format!(
-                "forbidden: RBAC does not let this replica {verb} endpointslices.discovery.k8s.io \
-                 in namespace `{}`; bind it to a Role there with the rule {{{SERVICE_RULE}}} (API \
+                "forbidden: this replica may not {verb} endpointslices.discovery.k8s.io in \
+                 namespace `{}`; bind it to a Role there with the rule {{{SERVICE_RULE}}} (API \
                  server said: {})",
                 self.namespace, status.message
             ),
             Some(error) => format!("{verb} endpointslice `{slice}` failed: {error}"),
             None => format!("{verb} endpointslice `{slice}`: no answer in time"),
         };
-        let message = format!(
-            "{doing} leader service `{}` at this replica failed, the election goes on without it \
-             (said at most every {}s): {why}",
-            self.service,
+        let doing = match doing {
+            "pointing" => format!("pointing leader service `{}` at this replica", self.service),
+            _ => format!("{doing} leader service `{}`", self.service),
+        };
+        format!(
+            "{doing} failed; the election goes on without it (said at most every {}s): {why}",
             WARN_EVERY.as_secs()
-        );
-        say(Level::WARN, &message, None);
+        )
     }
 }
 
@@ -381,6 +375,12 @@ pub(crate) fn keep_trying(shared: Arc<ElectionShared>, term: &Term) {
     term.tracker.spawn(retrying.in_current_span());
 }
 
+/// Whether `error` is a lost race: a conflict on `resourceVersion`, or a create of a slice that
+/// someone created first.
+fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
+}
+
 /// The annotation's value for the term `fencing_token` of `identity`.
 fn written_for(identity: &str, fencing_token: i32) -> String {
     k8s_openapi::serde_json::json!({
@@ -410,7 +410,7 @@ fn endpoint_slice(
     mut base: EndpointSlice,
     service: &str,
     address: SocketAddr,
-    term: Option<&str>,
+    term: &str,
 ) -> EndpointSlice {
     base.metadata.name = Some(leader_service_slice_name(service));
     let labels = base.metadata.labels.get_or_insert_with(BTreeMap::new);
@@ -419,10 +419,8 @@ fn endpoint_slice(
         MANAGED_BY_LABEL.to_owned(),
         LEADER_SERVICE_MANAGER.to_owned(),
     );
-    if let Some(term) = term {
-        let annotations = base.metadata.annotations.get_or_insert_with(BTreeMap::new);
-        annotations.insert(LEADER_SERVICE_HOLDER_ANNOTATION.to_owned(), term.to_owned());
-    }
+    let annotations = base.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.insert(LEADER_SERVICE_HOLDER_ANNOTATION.to_owned(), term.to_owned());
     base.address_type = match address.ip() {
         IpAddr::V4(_) => "IPv4",
         IpAddr::V6(_) => "IPv6",
@@ -452,7 +450,7 @@ mod tests {
 
     fn built(address: &str, base: EndpointSlice) -> EndpointSlice {
         let term = written_for("web-1", 7);
-        endpoint_slice(base, "writes", address.parse().unwrap(), Some(&term))
+        endpoint_slice(base, "writes", address.parse().unwrap(), &term)
     }
 
     #[test]
@@ -524,7 +522,7 @@ mod tests {
                 EndpointSlice::default(),
                 "writes",
                 "10.1.2.4:8080".parse().unwrap(),
-                Some(&other),
+                &other,
             );
             assert!(!points_at(&newer, &ours), "{other}");
         }
@@ -563,6 +561,18 @@ mod tests {
             Pointed::TryAgain
         );
         service.clear("web-1", 7, until).await;
+
+        let refusal = kube::core::Status::failure("endpointslices is forbidden", "Forbidden");
+        let refusal = kube::Error::Api(refusal.with_code(403).boxed());
+        let said = service.failure("pointing", "create", Some(&refusal));
+        for part in [
+            "pointing leader service `orders-leader` at this replica failed",
+            "may not create endpointslices.discovery.k8s.io in namespace `shop`",
+            SERVICE_RULE,
+            "endpointslices is forbidden",
+        ] {
+            assert!(said.contains(part), "{part:?} missing from {said}");
+        }
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, PostParams};
 use leader::runtime::{
     ElectionConfig, Error, LEADER_SERVICE_HOLDER_ANNOTATION, LEADER_SERVICE_MANAGER, Runtime,
@@ -266,4 +267,61 @@ async fn the_service_points_at_each_new_leader_before_its_work_starts() {
         holder,
         Some(json!({"holderIdentity": third.identity, "leaseTransitions": third.fencing_token}))
     );
+}
+
+#[tokio::test]
+async fn without_rights_on_endpointslices_the_election_goes_on_unharmed() {
+    let cluster = control_plane();
+    let namespace = cluster.namespace("leader-service-rbac").await;
+    let admin = cluster.client(Identity::Admin).await;
+    // Rights on leases and events only, as RBAC_RULES lists them; none on endpointslices.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": { "name": "leader" },
+        "rules": [
+            { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+              "verbs": ["get", "list", "watch", "create", "update"] },
+            { "apiGroups": ["events.k8s.io"], "resources": ["events"],
+              "verbs": ["create", "patch"] },
+        ],
+    }))
+    .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": "leader" },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "leader" },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                       "name": "leader-test-unprivileged" }],
+    }))
+    .unwrap();
+    let params = PostParams::default();
+    let roles: Api<Role> = Api::namespaced(admin.clone(), &namespace);
+    roles.create(&params, &role).await.unwrap();
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &namespace);
+    bindings.create(&params, &binding).await.unwrap();
+
+    let runtime = Runtime::builder()
+        .client(cluster.client(Identity::Unprivileged).await)
+        .identity("refused")
+        .namespace(&namespace)
+        .address(format!("192.0.2.9:{PORT}"))
+        .leader_service(LEASE, SERVICE)
+        .build()
+        .await
+        .unwrap();
+    let election = runtime.election(LEASE).unwrap();
+    let led = tokio::time::timeout(
+        Duration::from_secs(10),
+        election.lead(|leadership| async move { leadership.fencing_token() }),
+    )
+    .await;
+    assert!(
+        matches!(led, Ok(Ok(_))),
+        "the work ran despite the refusal: {led:?}"
+    );
+    let slices: Api<EndpointSlice> = Api::namespaced(admin, &namespace);
+    let slice = slices
+        .get_opt(&leader_service_slice_name(SERVICE))
+        .await
+        .unwrap();
+    assert!(slice.is_none(), "{slice:?}");
+    runtime.shutdown().await;
 }
