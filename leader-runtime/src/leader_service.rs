@@ -11,7 +11,7 @@
 //!
 //! - A new leader points the slice at itself before its term's work starts (bounded by the
 //!   term's first renew, so the election never waits on it for long), replacing the previous
-//!   leader's endpoint.
+//!   leader's endpoint. If that fails, it tries again every retry period during the term.
 //! - When a term ends, the slice is emptied, but only while it still names this replica and this
 //!   term (a write conditioned on the `resourceVersion` of what was read): a late clear never
 //!   removes a newer leader's endpoint. On a voluntary end it happens before the lease is

@@ -446,14 +446,16 @@ impl RuntimeBuilder {
     /// points it at itself before its term's work starts (so the work can count on it), and a
     /// leader that steps down empties it before releasing the lease, but only while it still
     /// points at this very term, so that it never removes a newer leader's endpoint. Calls add
-    /// up, one Service per lease.
+    /// up, one Service per lease (a later call for the same lease replaces the earlier one); the
+    /// lease is named as the program names it ([`rename_lease`](Self::rename_lease) applies).
     ///
     /// The Service is yours: create it without a `selector`, with one port without a name and
     /// the port of the address (`ports: [{port: 8080}]`). The runtime keeps one EndpointSlice for
     /// it, [`leader_service_slice_name`](crate::leader_service_slice_name), managed by
     /// [`LEADER_SERVICE_MANAGER`](crate::LEADER_SERVICE_MANAGER). It is best effort: a failed
-    /// write is logged (at most every five minutes) and the term starts anyway; the election is
-    /// never held up longer than until its first renew.
+    /// write is logged (at most every five minutes), the term starts anyway, and the write is
+    /// tried again every retry period during the term; the election is never held up longer
+    /// than until its first renew.
     ///
     /// Needs this replica's address with an IP as host, as an EndpointSlice holds IPs
     /// ([`address_from_pod_ip`](Self::address_from_pod_ip)); every replica of the lease must
