@@ -183,9 +183,10 @@ pub(crate) enum Pointed {
     TryAgain,
 }
 
-/// What a write of the slice did.
+/// What emptying the slice did.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
+    /// Emptied.
     Written,
     /// There was nothing to do (nothing to clear, or not ours to clear).
     Left,
@@ -203,7 +204,7 @@ impl LeaderService {
     ) -> Pointed {
         let term = written_for(identity, fencing_token);
         match timeout_at(until, self.write(&term)).await {
-            Ok(Ok(_)) => {
+            Ok(Ok(())) => {
                 info!(service = %self.service, "leader service points here");
                 Pointed::Done
             }
@@ -268,7 +269,7 @@ impl LeaderService {
     /// Creates the slice or replaces what it holds with this replica's endpoint for `term`.
     /// Conditioned on the `resourceVersion` read, so that of two writers the later one reads
     /// what the earlier wrote.
-    async fn write(&self, term: &str) -> std::result::Result<Outcome, (&'static str, kube::Error)> {
+    async fn write(&self, term: &str) -> std::result::Result<(), (&'static str, kube::Error)> {
         let name = self.slice_name();
         let mut attempts = 2;
         loop {
@@ -287,7 +288,7 @@ impl LeaderService {
                 }
             };
             match written {
-                Ok(_) => return Ok(Outcome::Written),
+                Ok(_) => return Ok(()),
                 // Written meanwhile: read it again, once.
                 Err(error) if is_conflict(&error) && attempts > 0 => {}
                 Err(error) => return Err((verb, error)),
