@@ -8,7 +8,8 @@
 //! Optional features, none by default, each forwarding to the runtime's feature of the same
 //! name: `metrics` (the elections' metrics in a `prometheus_client` registry), `axum` and
 //! `actix-web` (`/healthz`, `/readyz` and `/metrics` on the application's own server), `http` (a
-//! standalone server for them). See `runtime::Routes`.
+//! standalone server for them), `leader-service` (a selector-less Service whose one endpoint is
+//! the leader of a lease: `runtime::RuntimeBuilder::leader_service`). See `runtime::Routes`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -66,7 +66,11 @@ impl ElectionConfig {
     /// Checks client-go's rule: `lease duration > renew deadline > 1.2 x retry period`, all
     /// positive, and a lease duration of whole seconds (the record stores seconds).
     pub fn validate(&self) -> Result<()> {
-        let invalid = |reason: String| Err(Error::InvalidConfig { reason });
+        let invalid = |reason: String| {
+            Err(Error::InvalidConfig {
+                reason: format!("election timings: {reason}"),
+            })
+        };
         let ElectionConfig {
             lease_duration,
             renew_deadline,

@@ -93,6 +93,9 @@ pub(crate) struct ElectionShared {
     pub(crate) metrics: Recorder,
     /// What the runtime's elections share.
     pub(crate) common: Arc<Common>,
+    /// The Service to point at this replica while it leads, if one was asked for.
+    #[cfg(feature = "leader-service")]
+    pub(crate) leader_service: Option<crate::leader_service::LeaderService>,
 }
 
 impl ElectionShared {
@@ -115,7 +118,6 @@ impl ElectionShared {
             permission_denied: false,
         };
         ElectionShared {
-            key,
             identity,
             config,
             term: watch::channel(None).0,
@@ -123,6 +125,10 @@ impl ElectionShared {
             status: watch::channel(status).0,
             leader: watch::channel(None).0,
             metrics: Recorder::default(),
+            #[cfg(feature = "leader-service")]
+            leader_service: (common.leader_services.as_ref())
+                .and_then(|services| services.for_lease(&key)),
+            key,
             common,
         }
     }

@@ -326,6 +326,20 @@ impl Elector {
     async fn lead(&mut self, mut leading: Leading) -> TermEnd {
         let shared = Arc::clone(&self.shared);
         let config = shared.config;
+        // The first renew at a random point of the second half of the retry period: the leases
+        // of a replica that took many at once then renew spread over time, not in bursts.
+        let phase = 0.5 + 0.5 * crate::identity::random_fraction();
+        let mut next_renew = leading.renewed_at + config.retry_period.mul_f64(phase);
+        // The leader Service points here before the work starts, so that the work can count on
+        // it; bounded by the first renew, so that the renew is never late for it.
+        #[cfg(feature = "leader-service")]
+        if let Some(service) = &shared.leader_service {
+            let fencing_token = leading.term.fencing_token;
+            let pointed = service.point_here(&shared.identity, fencing_token, next_renew);
+            if Box::pin(pointed).await == crate::leader_service::Pointed::TryAgain {
+                crate::leader_service::keep_trying(Arc::clone(&shared), &leading.term);
+            }
+        }
         shared.publish_term(Some(leading.term.clone()));
         shared.update_status(|status| {
             status.is_leader = true;
@@ -334,10 +348,6 @@ impl Elector {
         });
         shared.metrics.acquired();
         let mut interest = shared.interest.subscribe();
-        // The first renew at a random point of the second half of the retry period: the leases
-        // of a replica that took many at once then renew spread over time, not in bursts.
-        let phase = 0.5 + 0.5 * crate::identity::random_fraction();
-        let mut next_renew = leading.renewed_at + config.retry_period.mul_f64(phase);
         let end = loop {
             let deadline = leading.renewed_at + config.renew_deadline;
             if interest.borrow_and_update().is_idle() {
@@ -526,6 +536,14 @@ impl Elector {
                 "a leadership handed out (a request under way as leader) was not dropped within \
                  the hard-stop grace; releasing the lease anyway"
             );
+        }
+        // Before the release, so that the next leader's endpoint comes after; only if it still
+        // points at this term, so that a late one never removes a newer leader's endpoint.
+        #[cfg(feature = "leader-service")]
+        if let Some(service) = &shared.leader_service {
+            let until = Instant::now() + shared.config.retry_period;
+            let fencing_token = leading.term.fencing_token;
+            service.clear(&shared.identity, fencing_token, until).await;
         }
         let last_written = leading.lease.clone();
         if matches!(end, TermEnd::Idle | TermEnd::Shutdown) {

@@ -51,6 +51,12 @@ pub const EVENT_RULE: &str =
 /// that option needs it.
 pub const POD_RULE: &str = "apiGroups: [\"\"], resources: [\"pods\"], verbs: [\"patch\"]";
 
+/// The RBAC rule that lets a replica keep the EndpointSlice of its leader Service, with
+/// `RuntimeBuilder::leader_service` (feature `leader-service`), in the runtime's namespace. Not
+/// part of [`RBAC_RULES`]: only that option needs it.
+pub const SERVICE_RULE: &str = "apiGroups: [\"discovery.k8s.io\"], resources: [\"endpointslices\"], \
+                                verbs: [\"get\", \"create\", \"update\"]";
+
 /// Every RBAC rule the runtime needs, in each namespace where it holds leases, as a Role lists
 /// them: [`LEASE_RULE`] and [`EVENT_RULE`].
 pub const RBAC_RULES: [&str; 2] = [LEASE_RULE, EVENT_RULE];
@@ -62,18 +68,20 @@ pub const RBAC_RULES: [&str; 2] = [LEASE_RULE, EVENT_RULE];
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The election timings break client-go's rule
-    /// `lease duration > renew deadline > 1.2 x retry period > 0`.
-    #[error("invalid election timings: {reason}")]
+    /// The settings do not fit together: the election timings break client-go's rule
+    /// `lease duration > renew deadline > 1.2 x retry period > 0`, or an option lacks what it
+    /// needs (an address from `POD_IP`, an IP address for a leader service).
+    #[error("invalid configuration: {reason}")]
     InvalidConfig {
-        /// Which part of the rule is broken, with the values given.
+        /// What is wrong, with the values given.
         reason: String,
     },
 
     /// A lease name, namespace, identity, label or address is not valid where it goes.
     #[error("invalid {what} `{value}`: {reason}")]
     InvalidName {
-        /// `lease name`, `namespace`, `identity`, `label key`, `label value` or `address`.
+        /// `lease name`, `namespace`, `identity`, `label key`, `label value`, `address` or
+        /// `service name`.
         what: &'static str,
         /// The name as given.
         value: String,

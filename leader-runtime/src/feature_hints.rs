@@ -51,3 +51,27 @@ impl crate::Runtime {
         unreachable!("NeedsFeatureMetrics is sealed and implemented by nothing")
     }
 }
+
+/// Implemented by nothing: the bound of `RuntimeBuilder::leader_service` without feature
+/// `leader-service`.
+#[diagnostic::on_unimplemented(
+    message = "`RuntimeBuilder::leader_service` needs the `leader-service` feature",
+    label = "the leader Service is behind a feature",
+    note = "enable it: `leader = {{ version = \"0.1\", features = [\"leader-service\"] }}` (or \
+            `leader-runtime`'s `leader-service` feature)"
+)]
+pub trait NeedsFeatureLeaderService: sealed::Sealed {}
+
+#[cfg(not(feature = "leader-service"))]
+impl crate::RuntimeBuilder {
+    /// Needs feature `leader-service`; see the crate documentation.
+    #[doc(hidden)]
+    pub fn leader_service<L: NeedsFeatureLeaderService>(
+        self,
+        lease: L,
+        service: impl Into<String>,
+    ) -> Self {
+        let _ = (lease, service.into());
+        unreachable!("NeedsFeatureLeaderService is sealed and implemented by nothing")
+    }
+}

@@ -39,6 +39,8 @@
 //! - `actix-web`: `actix_web::service`, the [`Routes`] as an actix-web service.
 //! - `http`: `HttpServer` and `Runtime::serve_http`, a standalone server of the [`Routes`] on
 //!   hyper, for programs without an HTTP server of their own.
+//! - `leader-service`: `RuntimeBuilder::leader_service`, a selector-less Service whose one
+//!   endpoint is the leader of a lease, for clients that cannot run this library.
 //!
 //! The record is read and written as client-go writes it (`holderIdentity`,
 //! `leaseDurationSeconds`, `acquireTime`, `renewTime`, `leaseTransitions`), so Go and Rust
@@ -62,6 +64,8 @@ mod health;
 #[cfg(feature = "http")]
 mod http;
 mod identity;
+#[cfg(feature = "leader-service")]
+mod leader_service;
 pub mod metrics;
 mod names;
 mod pod_cost;
@@ -74,10 +78,15 @@ pub mod testing;
 
 pub use config::{ElectionConfig, JITTER_FACTOR};
 pub use election::{Election, Leader, Leadership, LeaseStatus, Route};
-pub use error::{EVENT_RULE, Error, LEASE_RULE, POD_RULE, RBAC_RULES, Result, Verb};
+pub use error::{EVENT_RULE, Error, LEASE_RULE, POD_RULE, RBAC_RULES, Result, SERVICE_RULE, Verb};
 pub use health::{DEFAULT_HEALTH_TOLERANCE, Verdict};
 #[cfg(feature = "http")]
 pub use http::{DEFAULT_MAX_CONNECTIONS, HEADER_READ_TIMEOUT, HttpServer, MAX_HEAD};
+#[cfg(feature = "leader-service")]
+#[cfg_attr(docsrs, doc(cfg(feature = "leader-service")))]
+pub use leader_service::{
+    LEADER_SERVICE_HOLDER_ANNOTATION, LEADER_SERVICE_MANAGER, leader_service_slice_name,
+};
 pub use names::{validate_label, validate_lease_name, validate_namespace};
 pub use pod_cost::POD_DELETION_COST;
 pub use record::HOLDER_ADDRESS_ANNOTATION;

@@ -14,6 +14,12 @@ pub fn validate_namespace(namespace: &str) -> Result<()> {
     check(namespace, "namespace", 63, false)
 }
 
+/// Checks that `service` is a DNS-1123 label, the rule for Service names.
+#[cfg(feature = "leader-service")]
+pub(crate) fn validate_service_name(service: &str) -> Result<()> {
+    check(service, "service name", 63, false)
+}
+
 /// Checks a label, as the API server would before accepting a lease that carries it: the key
 /// is a name of at most 63 characters (letters, digits, `-`, `_` and `.`, starting and ending
 /// with a letter or digit) with an optional DNS-subdomain prefix and `/`; the value is empty or

@@ -48,6 +48,9 @@ pub(crate) struct Common {
     pub(crate) events: bool,
     /// Marks this replica's pod while it leads, when asked to.
     pub(crate) pod_cost: Option<PodDeletionCost>,
+    /// Points Services at this replica while it leads their leases, when asked to.
+    #[cfg(feature = "leader-service")]
+    pub(crate) leader_services: Option<crate::leader_service::LeaderServices>,
 }
 
 impl Common {
@@ -59,6 +62,8 @@ impl Common {
             stamp: Stamp::default(),
             events: true,
             pod_cost: None,
+            #[cfg(feature = "leader-service")]
+            leader_services: None,
         }
     }
 }
@@ -238,6 +243,9 @@ pub struct RuntimeBuilder {
     events: Option<bool>,
     /// The pod to mark while leading ([`RuntimeBuilder::pod_deletion_cost`]).
     pod: Option<PodRef>,
+    /// `(lease, service)` pairs ([`RuntimeBuilder::leader_service`]).
+    #[cfg(feature = "leader-service")]
+    leader_services: Vec<(String, String)>,
 }
 
 /// Sets this replica's identity ([`RuntimeBuilder::apply_env`]).
@@ -431,6 +439,44 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Keeps the selector-less Service `service` pointing at the leader of lease `lease` (in the
+    /// runtime's namespace), so that clients that cannot run this library reach the leader at
+    /// `<service>.<namespace>.svc`, to send it writes, say. While this replica leads `lease`,
+    /// the Service's one endpoint is this replica's [`address`](Self::address): a new leader
+    /// points it at itself before its term's work starts (so the work can count on it), and a
+    /// leader that steps down empties it before releasing the lease, but only while it still
+    /// points at this very term, so that it never removes a newer leader's endpoint. Calls add
+    /// up, one Service per lease (a later call for the same lease replaces the earlier one); the
+    /// lease is named as the program names it ([`rename_lease`](Self::rename_lease) applies).
+    ///
+    /// The Service is yours: create it without a `selector`, with one port without a name and
+    /// the port of the address (`ports: [{port: 8080}]`). The runtime keeps one EndpointSlice for
+    /// it, [`leader_service_slice_name`](crate::leader_service_slice_name), managed by
+    /// [`LEADER_SERVICE_MANAGER`](crate::LEADER_SERVICE_MANAGER). It is best effort: a failed
+    /// write is logged (at most every five minutes), the term starts anyway, and the write is
+    /// tried again every retry period during the term; the election is never held up longer
+    /// than until its first renew.
+    ///
+    /// Needs this replica's address with an IP as host, as an EndpointSlice holds IPs
+    /// ([`address_from_pod_ip`](Self::address_from_pod_ip)); every replica of the lease must
+    /// have an address of the same family (IPv4 or IPv6). Needs the RBAC rule
+    /// [`SERVICE_RULE`](crate::SERVICE_RULE) in the runtime's namespace; without it, a warning
+    /// says so and nothing else changes. Only with the Kubernetes API: with
+    /// [`store`](Self::store) it is ignored.
+    ///
+    /// ```
+    /// # use leader_runtime::Runtime;
+    /// let builder = Runtime::builder()
+    ///     .address_from_pod_ip(8080)
+    ///     .leader_service("orders-writer", "orders-leader");
+    /// ```
+    #[cfg(feature = "leader-service")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "leader-service")))]
+    pub fn leader_service(mut self, lease: impl Into<String>, service: impl Into<String>) -> Self {
+        self.leader_services.push((lease.into(), service.into()));
+        self
+    }
+
     /// Default timings for the runtime's elections. Default: [`ElectionConfig::default`].
     pub fn config(mut self, config: ElectionConfig) -> Self {
         self.config = Some(config);
@@ -501,6 +547,24 @@ impl RuntimeBuilder {
             }
             _ => None,
         };
+        #[cfg(feature = "leader-service")]
+        let leader_services = match &client {
+            Some(client) if !self.leader_services.is_empty() => {
+                let asked = (self.leader_services.into_iter())
+                    .map(|(lease, service)| {
+                        let lease = self.renames.get(&lease).cloned().unwrap_or(lease);
+                        (lease, service)
+                    })
+                    .collect();
+                Some(crate::leader_service::LeaderServices::new(
+                    client.clone(),
+                    namespace.clone(),
+                    asked,
+                    address.as_deref(),
+                )?)
+            }
+            _ => None,
+        };
         Ok(Runtime {
             inner: Arc::new(Inner {
                 store,
@@ -511,6 +575,8 @@ impl RuntimeBuilder {
                     },
                     events: self.events.unwrap_or(true),
                     pod_cost,
+                    #[cfg(feature = "leader-service")]
+                    leader_services,
                     ..Common::new(identity)
                 }),
                 client,
@@ -592,6 +658,80 @@ mod tests {
         assert!(runtime.client().is_none(), "standalone uses no API client");
         let off = RuntimeBuilder::default().apply_env_from(env(&[(ENV_STANDALONE, "false")]));
         assert!(off.store.is_none() && !off.standalone);
+    }
+
+    #[cfg(feature = "leader-service")]
+    #[tokio::test]
+    async fn a_leader_service_needs_an_ip_address_and_a_service_name() {
+        // A client that is never used: building checks the settings before any request.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let build = |address: Option<&str>, service: &str| {
+            let mut builder = Runtime::builder()
+                .client(client.clone())
+                .identity("me")
+                .namespace("shop")
+                .leader_service("orders", service);
+            if let Some(address) = address {
+                builder = builder.address(address);
+            }
+            builder.build()
+        };
+        let error = build(None, "orders-leader").await.err().unwrap();
+        assert!(
+            matches!(&error, Error::InvalidConfig { reason } if reason.contains("address")),
+            "{error}"
+        );
+        let error = build(Some("web-1.web:8080"), "orders-leader")
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&error, Error::InvalidConfig { reason } if reason.contains("IP")),
+            "{error}"
+        );
+        let error = build(Some("10.1.2.3:8080"), "Orders.Leader")
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                &error,
+                Error::InvalidName {
+                    what: "service name",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let runtime = build(Some("[fd00::7]:8080"), "orders-leader")
+            .await
+            .unwrap();
+        let election = runtime.election("orders").unwrap();
+        assert!(election.shared.leader_service.is_some());
+        assert!(
+            runtime
+                .election("other")
+                .unwrap()
+                .shared
+                .leader_service
+                .is_none()
+        );
+        // With a store of its own (no Kubernetes API), it is ignored.
+        let runtime = Runtime::builder()
+            .store(crate::testing::InMemoryLeaseStore::new())
+            .leader_service("orders", "orders-leader")
+            .build()
+            .await
+            .unwrap();
+        assert!(
+            runtime
+                .election("orders")
+                .unwrap()
+                .shared
+                .leader_service
+                .is_none()
+        );
     }
 
     #[test]

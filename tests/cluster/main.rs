@@ -13,6 +13,9 @@ mod faults;
 mod gone;
 mod interop;
 mod kube_store;
+// Needs the feature; the fault campaign (`make faults`) builds this target without features.
+#[cfg(feature = "leader-service")]
+mod leader_service;
 mod leadership;
 mod lease_api;
 mod lease_history;
