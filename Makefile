@@ -43,7 +43,7 @@ control-plane:
 ## what it prints, and run commands inside the node's network namespace as it says.
 node:
 	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && \
-		cargo build --features http,metrics,axum --example periodic --example writes --locked && images=$(NODE_IMAGES) && \
+		cargo build --features http,metrics,axum,leader-service --example periodic --example writes --locked && images=$(NODE_IMAGES) && \
 		"$$bin/launcher" serve --node "$$node" --images "$$images"
 
 ## Rolling updates on the test node (as root): 20 `kubectl rollout restart`s of examples/deploy/

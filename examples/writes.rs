@@ -29,7 +29,9 @@
 //!
 //! Each replica publishes the address it serves on in the Lease (`--address`, default the
 //! listening address, or `$POD_IP` and the port in a pod), which is how the followers know
-//! where the leader is. The apply here is a line on stdout; a real service writes to its store
+//! where the leader is. With `--leader-service writes-leader` (feature `leader-service`, in a
+//! pod) the leader also keeps that selector-less Service's endpoint pointing at itself, for
+//! clients that cannot follow a redirect (`examples/deploy/writes.yaml` has both). The apply here is a line on stdout; a real service writes to its store
 //! and passes the fencing token along, so that the store refuses a write from an older leader
 //! (see `examples/controller.rs`). What is and is not guaranteed: README, "Sending writes to the
 //! leader".
@@ -75,6 +77,10 @@ struct Options {
     /// What a follower does with a write
     #[arg(long, value_enum, default_value = "redirect")]
     on_follower: Answer,
+    /// Keep this selector-less Service's endpoint on the leader, for clients that cannot follow
+    /// redirects (needs feature `leader-service`, and an address with an IP: a pod IP)
+    #[arg(long, value_name = "SERVICE")]
+    leader_service: Option<String>,
 }
 
 /// What a follower does with a write (`--on-follower`).
@@ -192,6 +198,17 @@ async fn runtime_from_flags() -> leader::Result<Runtime> {
             builder.address_from_pod_ip(options.listen.port())
         }
         None => builder.address(options.listen.to_string()),
+    };
+    let builder = match &options.leader_service {
+        None => builder,
+        #[cfg(feature = "leader-service")]
+        Some(service) => builder.leader_service(LEASE, service),
+        #[cfg(not(feature = "leader-service"))]
+        Some(_) => {
+            let message =
+                "--leader-service needs the example built with feature `leader-service`\n";
+            clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, message).exit()
+        }
     };
     builder.build().await
 }

@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, LogParams};
 use kube::runtime::watcher;
+use leader::runtime::LEADER_SERVICE_HOLDER_ANNOTATION;
 use serde_json::Value;
 
 use super::{
@@ -35,6 +37,8 @@ use crate::writes::{
 const LEASE: &str = "writes";
 const SELECTOR: &str = "app.kubernetes.io/name=writes";
 const PORT: u16 = 8080;
+/// The selector-less Service writes.yaml keeps on the leader (`--leader-service`).
+const LEADER_SERVICE: &str = "writes-leader";
 /// The lease duration in [`FAST_TIMINGS`].
 const LEASE_DURATION: Duration = Duration::from_secs(4);
 
@@ -139,6 +143,55 @@ async fn pod_of_holder(pods: &Api<Pod>, holder: &str) -> (String, String) {
     (pod_name(pod), container)
 }
 
+/// Waits up to `limit` for the leader Service's EndpointSlice to name `holder` alone, at the IP
+/// of its pod; returns that IP.
+async fn wait_for_slice(
+    slices: &Api<EndpointSlice>,
+    pods: &Api<Pod>,
+    holder: &str,
+    limit: Duration,
+) -> String {
+    let name = leader::runtime::leader_service_slice_name(LEADER_SERVICE);
+    let deadline = Instant::now() + limit;
+    let (pod, _) = pod_of_holder(pods, holder).await;
+    let pod_ip = pods
+        .get(&pod)
+        .await
+        .expect("the pod")
+        .status
+        .and_then(|s| s.pod_ip)
+        .expect("a pod IP");
+    loop {
+        let slice = slices.get_opt(&name).await.expect("reading the slice");
+        let named = slice.as_ref().and_then(|slice| {
+            let annotation = slice
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(LEADER_SERVICE_HOLDER_ANNOTATION)?;
+            let value: Value = serde_json::from_str(annotation).ok()?;
+            Some(value["holderIdentity"].as_str()?.to_owned())
+        });
+        let addresses: Vec<String> = slice
+            .iter()
+            .flat_map(|slice| slice.endpoints.iter().flatten())
+            .flat_map(|endpoint| endpoint.addresses.clone())
+            .collect();
+        if named.as_deref() == Some(holder) && addresses == [pod_ip.clone()] {
+            return pod_ip;
+        }
+        assert!(
+            addresses.len() <= 1,
+            "the leader Service has several endpoints: {slice:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the leader Service did not point at {holder} ({pod_ip}) within {limit:?}: {slice:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits up to `limit` for a holder other than `not`, and returns it.
 async fn next_holder(leases: &Api<Lease>, not: Option<&str>, limit: Duration) -> String {
     let deadline = Instant::now() + limit;
@@ -191,7 +244,8 @@ async fn writes_reach_the_leader_pod_and_are_applied_once_across_handovers() {
     let namespace = cluster.namespace("node-writes").await;
     let admin = cluster.client(Identity::Admin).await;
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
-    let leases: Api<Lease> = Api::namespaced(admin, &namespace);
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), &namespace);
+    let slices: Api<EndpointSlice> = Api::namespaced(admin, &namespace);
     let history = LeaseHistory::record(leases.clone(), Some(LEASE), Renewals::Latest);
     let applies = Applies::follow(pods.clone());
 
@@ -200,6 +254,7 @@ async fn writes_reach_the_leader_pod_and_are_applied_once_across_handovers() {
     node.kubectl_with_input(&["apply", "-n", &namespace, "-f", "-"], &manifests);
     ready_pods(&pods, SELECTOR, 90 * SECOND).await;
     let mut holder = next_holder(&leases, None, 30 * SECOND).await;
+    wait_for_slice(&slices, &pods, &holder, 5 * SECOND).await;
 
     let targets: Targets = Arc::new(Mutex::new(pod_addresses(&pods).await));
     let stop = leader::CancellationToken::new();
@@ -224,8 +279,12 @@ async fn writes_reach_the_leader_pod_and_are_applied_once_across_handovers() {
             at,
             next_at: Instant::now(),
         });
+        let led_after = at.elapsed();
+        // The leader Service follows, the crashed leader's endpoint replaced too.
+        let ip = wait_for_slice(&slices, &pods, &next, 5 * SECOND).await;
         println!(
-            "handover {}: {signal} of {holder} ({pod}); {next} leads {:?} later",
+            "handover {}: {signal} of {holder} ({pod}); {next} leads {led_after:?} later, and \
+             the leader Service points at {ip} {:?} after the {signal}",
             round + 1,
             at.elapsed()
         );
