@@ -76,7 +76,7 @@ fault-campaign:
 ## minute. `make test` runs the same test; this writes its results to docs/writes.md.
 writes:
 	@bin=$(CONTROL_PLANE_BIN) && LEADER_WRITES_RESULTS=$(CURDIR)/docs/writes.md \
-		"$$bin/launcher" run -- cargo test --all-features --locked --test cluster writes:: -- --nocapture
+		"$$bin/launcher" run -- cargo test --all-features --locked --test cluster writes::writes_go_to -- --nocapture
 
 ## The same on the test node (as root): three pods of examples/deploy/writes.yaml, 20 handovers
 ## (the leader's pod deleted, its container killed through containerd, by turns); adds its results
