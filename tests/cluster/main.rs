@@ -25,4 +25,6 @@ mod pod_cost;
 mod soak;
 mod support;
 mod toxiproxy;
+// Runs examples/writes.rs, which needs the feature (the fault campaign builds without features).
+#[cfg(feature = "axum")]
 mod writes;

@@ -1,7 +1,8 @@
 //! `examples/deploy/` on a real node: the Deployment's three replicas run as containers under
 //! kubelet and containerd (the test node `make test` starts, see `tests/control-plane/launcher`),
 //! pass kubelet's probes on the library's health endpoint, use the in-cluster configuration and
-//! the downward API, elect one leader, and hand over when the leader's pod is deleted.
+//! the downward API, elect one leader, hand over when the leader's pod is deleted, and when the
+//! leader's container is killed through containerd (a crash).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,6 +18,8 @@ use serde_json::{Value, json};
 use crate::support::{Identity, Node, control_plane};
 
 mod rollouts;
+// examples/writes.rs with its leader Service needs both features.
+#[cfg(all(feature = "axum", feature = "leader-service"))]
 mod writes;
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -154,6 +157,40 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
         terminated.reason.as_deref().unwrap_or("no reason"),
         deleted.grace,
         exit_seen_at - deleted_at,
+    );
+
+    // A crash: the new leader's container killed with SIGKILL through containerd, as the OOM
+    // killer or a segfault would end it (kubelet is not asked, and restarts the container).
+    // Nothing is released: another replica takes the lease once it has expired, within the
+    // lease duration plus 2 s.
+    let mut holders = watch_holders(leases.clone());
+    tokio::time::sleep(SECOND / 2).await; // the watch listening
+    let pod = pods.get(&new_leader).await.expect("the leader's pod");
+    let container = pod
+        .status
+        .and_then(|status| status.container_statuses?.into_iter().next()?.container_id)
+        .expect("the leader's container");
+    let killed_at = Instant::now();
+    node.kill_container(&container, "SIGKILL");
+    let limit = leader::runtime::ElectionConfig::default().lease_duration + 2 * SECOND;
+    let crash_holder = tokio::time::timeout(limit, async {
+        while let Some((at, holder)) = holders.recv().await {
+            assert!(holder.is_some(), "the killed leader released the lease");
+            if let Some(holder) = holder.filter(|holder| *holder != new_holder) {
+                return (at, holder);
+            }
+        }
+        panic!("the lease watch ended");
+    })
+    .await;
+    let Ok((taken_at, crash_holder)) = crash_holder else {
+        panic!("nobody took the lease within {limit:?} of killing {new_leader}'s container");
+    };
+    println!(
+        "ctr tasks kill --signal SIGKILL {new_leader}'s container: {crash_holder} leads {:.1?} \
+         later (lease duration {:?}, limit {limit:?})",
+        taken_at - killed_at,
+        leader::runtime::ElectionConfig::default().lease_duration,
     );
 
     node.kubectl(&["delete", "namespace", &namespace, "--wait=false"]);

@@ -35,7 +35,8 @@ use kube::api::Api;
 use crate::lease_history::{LeaseHistory, Record, Renewals};
 use crate::support::{Candidate, ControlPlane, FAST_TIMINGS, Identity, control_plane};
 
-const LEASE: &str = "writes";
+/// The example's lease.
+pub(crate) const LEASE: &str = "writes";
 const SECOND: Duration = Duration::from_secs(1);
 /// The lease duration in [`FAST_TIMINGS`].
 const LEASE_DURATION: Duration = Duration::from_secs(4);
@@ -383,7 +384,7 @@ async fn writes_go_to_the_leader_only_and_are_applied_once_across_20_handovers()
 }
 
 /// Waits up to `limit` for a holder other than `not`, and returns it.
-async fn next_holder(leases: &Api<Lease>, not: Option<&str>, limit: Duration) -> String {
+pub(crate) async fn next_holder(leases: &Api<Lease>, not: Option<&str>, limit: Duration) -> String {
     let deadline = Instant::now() + limit;
     loop {
         let lease = leases.get_opt(LEASE).await.unwrap();

@@ -31,10 +31,10 @@ use super::{
 use crate::lease_history::{LeaseHistory, Renewals};
 use crate::support::{FAST_TIMINGS, Identity, Node, control_plane};
 use crate::writes::{
-    Apply, Handover, Targets, check, send_writes, summarise, terms, write_results,
+    Apply, Handover, Targets, check, next_holder, send_writes, summarise, terms, write_results,
 };
 
-const LEASE: &str = "writes";
+use crate::writes::LEASE;
 const SELECTOR: &str = "app.kubernetes.io/name=writes";
 const PORT: u16 = 8080;
 /// The selector-less Service writes.yaml keeps on the leader (`--leader-service`).
@@ -189,25 +189,6 @@ async fn wait_for_slice(
             "the leader Service did not point at {holder} ({pod_ip}) within {limit:?}: {slice:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits up to `limit` for a holder other than `not`, and returns it.
-async fn next_holder(leases: &Api<Lease>, not: Option<&str>, limit: Duration) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let lease = leases.get_opt(LEASE).await.expect("reading the lease");
-        let holder = lease
-            .and_then(|lease| lease.spec?.holder_identity)
-            .filter(|holder| !holder.is_empty() && Some(holder.as_str()) != not);
-        if let Some(holder) = holder {
-            return holder;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no holder but {not:?} within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
