@@ -237,6 +237,38 @@ fn patch_for_the_test_node(deployment: &mut Value, node: &Node, example: &str) -
     patches
 }
 
+/// Calls `read` with each container of the pods matching `selector` (the pod's name: a log
+/// request reads its current container) as soon as it runs, or is seen already exited, once per
+/// container (a restarted one again): pods take their logs with them when deleted, so a log must
+/// be followed from its start.
+fn on_each_container<F, Fut>(pods: Api<Pod>, selector: &str, read: F)
+where
+    F: Fn(Api<Pod>, String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let config = watcher::Config::default().labels(selector);
+    tokio::spawn(async move {
+        let mut started = BTreeSet::new();
+        let mut events = watcher::watcher(pods.clone(), config).boxed();
+        while let Ok(Some(event)) = events.try_next().await {
+            let (watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event else {
+                continue;
+            };
+            let status = pod
+                .status
+                .as_ref()
+                .and_then(|status| status.container_statuses.as_ref())
+                .and_then(|statuses| statuses.first());
+            let Some(status) = status else { continue };
+            let started_once = (status.state.as_ref())
+                .is_some_and(|state| state.running.is_some() || state.terminated.is_some());
+            if started_once && started.insert((pod_name(&pod), status.restart_count)) {
+                tokio::spawn(read(pods.clone(), pod_name(&pod)));
+            }
+        }
+    });
+}
+
 fn pod_name(pod: &Pod) -> String {
     pod.metadata.name.clone().expect("a pod has a name")
 }

@@ -9,20 +9,20 @@
 //! `LEADER_NODE_REPORT` names a Markdown file to write the results to (`make node-campaign`
 //! writes `docs/rollouts.md`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use super::{
-    LEASE, SECOND, apply_service_account_and_role, patch_for_the_test_node, pod_name, ready_pods,
+    LEASE, SECOND, apply_service_account_and_role, on_each_container, patch_for_the_test_node,
+    ready_pods,
 };
 use crate::leadership::{
     Interval, Transcript, check_fencing_tokens, handover_gaps, leadership_intervals,
@@ -43,26 +43,8 @@ impl PodLogs {
     fn follow(pods: Api<Pod>, selector: &str) -> PodLogs {
         let logs = PodLogs::default();
         let followed = logs.clone();
-        let config = watcher::Config::default().labels(selector);
-        tokio::spawn(async move {
-            let mut started = BTreeSet::new();
-            let mut events = watcher::watcher(pods.clone(), config).boxed();
-            while let Ok(Some(event)) = events.try_next().await {
-                let (watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event else {
-                    continue;
-                };
-                let running = pod
-                    .status
-                    .as_ref()
-                    .and_then(|status| status.container_statuses.as_ref())
-                    .and_then(|statuses| statuses.first())
-                    .and_then(|status| status.state.as_ref())
-                    .is_some_and(|state| state.running.is_some() || state.terminated.is_some());
-                let name = pod_name(&pod);
-                if running && started.insert(name.clone()) {
-                    tokio::spawn(followed.clone().read(pods.clone(), name));
-                }
-            }
+        on_each_container(pods, selector, move |pods, pod| {
+            followed.clone().read(pods, pod)
         });
         logs
     }

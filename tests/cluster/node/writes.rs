@@ -10,23 +10,22 @@
 //! `LEADER_NODE_WRITES_HANDOVERS` sets the handovers (4 in `make test`, 20 in
 //! `make node-writes`, which writes the results to docs/writes.md).
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, LogParams};
-use kube::runtime::watcher;
 use leader::runtime::LEADER_SERVICE_HOLDER_ANNOTATION;
 use serde_json::Value;
 
 use super::{
-    SECOND, apply_service_account_and_role, patch_for_the_test_node, pod_name, ready_pods,
+    SECOND, apply_service_account_and_role, on_each_container, patch_for_the_test_node, pod_name,
+    ready_pods,
 };
 use crate::lease_history::{LeaseHistory, Renewals};
 use crate::support::{FAST_TIMINGS, Identity, Node, control_plane};
@@ -51,26 +50,8 @@ impl Applies {
     fn follow(pods: Api<Pod>) -> Applies {
         let applies = Applies::default();
         let followed = applies.clone();
-        let config = watcher::Config::default().labels(SELECTOR);
-        tokio::spawn(async move {
-            // Each container once: (pod, restart count).
-            let mut started = BTreeSet::new();
-            let mut events = watcher::watcher(pods.clone(), config).boxed();
-            while let Ok(Some(event)) = events.try_next().await {
-                let (watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event else {
-                    continue;
-                };
-                let status = pod
-                    .status
-                    .as_ref()
-                    .and_then(|status| status.container_statuses.as_ref())
-                    .and_then(|statuses| statuses.first());
-                let Some(status) = status else { continue };
-                let running = status.state.as_ref().is_some_and(|s| s.running.is_some());
-                if running && started.insert((pod_name(&pod), status.restart_count)) {
-                    tokio::spawn(followed.clone().read(pods.clone(), pod_name(&pod)));
-                }
-            }
+        on_each_container(pods, SELECTOR, move |pods, pod| {
+            followed.clone().read(pods, pod)
         });
         applies
     }
