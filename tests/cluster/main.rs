@@ -21,6 +21,7 @@ mod lease_api;
 mod lease_history;
 mod logging;
 mod node;
+mod plot;
 mod pod_cost;
 mod soak;
 mod support;

@@ -197,6 +197,93 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
     println!("node smoke test took {:.1?}", began.elapsed());
 }
 
+/// A leader that stops answering (its process frozen with SIGSTOP through containerd, as a
+/// deadlock or a frozen VM would leave it) fails kubelet's liveness probe on `/healthz`; kubelet
+/// kills and restarts its container, and another replica leads once the lease has expired.
+/// The probe is made quicker than `deployment.yaml`'s (which gives a stuck replica 30 s), so
+/// that the test takes seconds, and the test says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_fails_its_liveness_probe_is_restarted_and_another_pod_leads() {
+    let cluster = control_plane();
+    let node = cluster.node();
+    let namespace = cluster.namespace("node-frozen").await;
+    let admin = cluster.client(Identity::Admin).await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+    let leases: Api<Lease> = Api::namespaced(admin, &namespace);
+    apply_service_account_and_role(&node, &namespace);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/deployment.yaml");
+    let text = std::fs::read_to_string(&path).expect("the manifest");
+    let mut deployment: Value = serde_saphyr::from_str(&text).expect("YAML");
+    patch_for_the_test_node(&mut deployment, &node, "periodic");
+    let probe = &mut deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"];
+    for (field, value) in [
+        ("periodSeconds", 1),
+        ("failureThreshold", 2),
+        ("timeoutSeconds", 1),
+        ("terminationGracePeriodSeconds", 1),
+    ] {
+        probe[field] = value.into();
+    }
+    println!("deployment.yaml patched for this test: livenessProbe {probe}");
+    node.kubectl_with_input(
+        &["apply", "-n", &namespace, "-f", "-"],
+        &deployment.to_string(),
+    );
+    let ready = ready_pods(&pods, SELECTOR, 90 * SECOND).await;
+    let names: BTreeSet<String> = ready.iter().map(pod_name).collect();
+    let holder = wait_for_holder(&leases, |_| true, 30 * SECOND).await;
+    let leader = pod_of(&names, &holder);
+    let pod = pods.get(&leader).await.expect("the leader's pod");
+    let container = pod
+        .status
+        .and_then(|status| status.container_statuses?.into_iter().next()?.container_id)
+        .expect("the leader's container");
+
+    let frozen_at = Instant::now();
+    node.kill_container(&container, "SIGSTOP");
+    let lease_duration = leader::runtime::ElectionConfig::default().lease_duration;
+    let limit = lease_duration + 10 * SECOND;
+    let next = wait_for_holder(&leases, |h| h != holder, limit).await;
+    let led_after = frozen_at.elapsed();
+    // kubelet restarted the frozen container for its failed liveness probe.
+    let deadline = Instant::now() + 30 * SECOND;
+    let last_state = loop {
+        let pod = pods.get(&leader).await.expect("the frozen leader's pod");
+        let status = pod
+            .status
+            .and_then(|status| status.container_statuses?.into_iter().next())
+            .expect("a container status");
+        if status.restart_count >= 1 {
+            break status.last_state.and_then(|state| state.terminated);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubelet did not restart {leader}'s frozen container: {status:?}"
+        );
+        tokio::time::sleep(SECOND / 4).await;
+    };
+    let events = node.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &namespace,
+        "--field-selector",
+        &format!("involvedObject.name={leader}"),
+        "-o",
+        "custom-columns=REASON:.reason,MESSAGE:.message",
+    ]);
+    assert!(
+        events.contains("Liveness probe failed"),
+        "no failed liveness probe among {leader}'s events:\n{events}"
+    );
+    println!(
+        "SIGSTOP of {leader} (lease holder {holder}): kubelet restarted it after its liveness \
+         probe failed ({last_state:?}); {next} leads {led_after:.1?} after the freeze (lease \
+         duration {lease_duration:?})"
+    );
+    node.kubectl(&["delete", "namespace", &namespace, "--wait=false"]);
+}
+
 /// Applies `examples/deploy/`'s ServiceAccount, Role and RoleBinding in `namespace`, as written.
 fn apply_service_account_and_role(node: &Node, namespace: &str) {
     let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy");

@@ -42,7 +42,6 @@
 //! samples always to `target/soak/samples.csv`, and each process's standard error to
 //! `target/soak/logs/<id>.log`. They are written before the checks fail the test.
 
-mod plot;
 mod report;
 mod resources;
 

@@ -28,6 +28,7 @@ use crate::leadership::{
     Interval, Transcript, check_fencing_tokens, handover_gaps, leadership_intervals,
     overlapping_pairs, report,
 };
+use crate::plot;
 use crate::support::{Identity, Implementation, Node, control_plane};
 
 /// Every line of every pod with a label, from each pod's start, placed at the container
@@ -308,6 +309,48 @@ fn markdown(results: &[(Implementation, Vec<Rollout>)], minutes: f64) -> String 
     text
 }
 
+/// Each rollout's time without a leader and handovers, both implementations on one chart.
+fn chart(results: &[(Implementation, Vec<Rollout>)]) -> String {
+    let mut panels = vec![
+        plot::Panel::new("time without a leader per rollout (ms)"),
+        plot::Panel::new("handovers per rollout"),
+    ];
+    for (implementation, rollouts) in results {
+        let (color, label) = match implementation {
+            Implementation::Rust => ("#1f77b4", "ours"),
+            Implementation::Go => ("#ff7f0e", "client-go peer"),
+        };
+        let series = |value: fn(&Rollout) -> f64| {
+            let points = rollouts.iter().enumerate();
+            points
+                .map(|(i, rollout)| ((i + 1) as f64, value(rollout)))
+                .collect()
+        };
+        let line = |points, label: Option<&str>| plot::Line {
+            label: label.map(str::to_owned),
+            color,
+            dashed: false,
+            points,
+        };
+        let gaps = series(|r| r.without_leader.as_secs_f64() * 1e3);
+        panels[0].lines.push(line(gaps, Some(label)));
+        panels[1]
+            .lines
+            .push(line(series(|r| r.handovers as f64), None));
+    }
+    let count = results.iter().map(|(_, r)| r.len()).max().unwrap_or(1);
+    plot::Chart {
+        title: "kubectl rollout restart on the test node, 3 replicas".to_owned(),
+        x_max: count as f64,
+        x_label: Some("rollout"),
+        panels,
+        markers: Vec::new(),
+        marker_legend: Vec::new(),
+        bands: Vec::new(),
+    }
+    .svg()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_updates_hand_over_without_overlap() {
     let began = Instant::now();
@@ -320,8 +363,18 @@ async fn rolling_updates_hand_over_without_overlap() {
         results.push((implementation, rollouts(implementation, count).await));
     }
     if let Ok(path) = std::env::var("LEADER_NODE_REPORT") {
-        let text = markdown(&results, began.elapsed().as_secs_f64() / 60.0);
+        let svg = Path::new(&path).with_extension("svg");
+        let mut text = markdown(&results, began.elapsed().as_secs_f64() / 60.0);
+        let name = svg
+            .file_name()
+            .and_then(|name| name.to_str())
+            .expect("a file name");
+        text.push_str(&format!(
+            "\n![Each rollout, both implementations]({name})\n"
+        ));
         std::fs::write(&path, text).unwrap_or_else(|error| panic!("writing {path}: {error}"));
-        println!("wrote {path}");
+        std::fs::write(&svg, chart(&results))
+            .unwrap_or_else(|error| panic!("writing {}: {error}", svg.display()));
+        println!("wrote {path} and {}", svg.display());
     }
 }

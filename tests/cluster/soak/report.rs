@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use super::resources::{FLAT, Series, Verdict, Windows, percentile};
-use super::{Check, Fault, Injected, LEASES, PAUSE, Replica, Settings, Soak, plot};
+use super::{Check, Fault, Injected, LEASES, PAUSE, Replica, Settings, Soak};
+use crate::plot;
 
 /// Per long-lived process, each judged series with its verdict.
 pub(super) type Judged = Vec<(String, Vec<(&'static str, Option<Verdict>)>)>;
@@ -361,6 +362,7 @@ impl Summary<'_, '_> {
                 soak.injected.len()
             ),
             x_max: soak.seconds(self.faults_ended),
+            x_label: None,
             panels: panels.into(),
             markers,
             marker_legend: [Fault::Cut, Fault::Term, Fault::Kill]

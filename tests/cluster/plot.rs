@@ -1,5 +1,6 @@
-//! A small SVG line chart for the soak's report: panels stacked over one time axis, a line per
-//! series, vertical markers (the faults) and shaded bands (warm-up and the judged windows).
+//! A small SVG line chart for the results files: panels stacked over one x axis (time since the
+//! start, as the soak plots it, or a count, as the rollouts are), a line per series, vertical
+//! markers (the soak's faults) and shaded bands (its warm-up and judged windows).
 
 use std::fmt::Write as _;
 
@@ -13,26 +14,28 @@ const PANEL_GAP: f64 = 36.0;
 const BOTTOM: f64 = 44.0;
 
 /// The whole chart.
-pub(super) struct Chart {
-    pub(super) title: String,
-    /// The end of the time axis, in seconds (it starts at 0).
-    pub(super) x_max: f64,
-    pub(super) panels: Vec<Panel>,
-    pub(super) markers: Vec<Marker>,
+pub(crate) struct Chart {
+    pub(crate) title: String,
+    /// The end of the x axis (it starts at 0): seconds, or a count with `x_label`.
+    pub(crate) x_max: f64,
+    /// What the x axis counts, if not seconds since the processes started.
+    pub(crate) x_label: Option<&'static str>,
+    pub(crate) panels: Vec<Panel>,
+    pub(crate) markers: Vec<Marker>,
     /// What the markers' colours mean; markers are drawn in these colours only.
-    pub(super) marker_legend: Vec<(&'static str, &'static str)>,
+    pub(crate) marker_legend: Vec<(&'static str, &'static str)>,
     /// Shaded spans of time: from, to (seconds), colour, label.
-    pub(super) bands: Vec<(f64, f64, &'static str, &'static str)>,
+    pub(crate) bands: Vec<(f64, f64, &'static str, &'static str)>,
 }
 
 /// One panel: a value axis from 0 and the lines on it.
-pub(super) struct Panel {
+pub(crate) struct Panel {
     title: &'static str,
-    pub(super) lines: Vec<Line>,
+    pub(crate) lines: Vec<Line>,
 }
 
 impl Panel {
-    pub(super) fn new(title: &'static str) -> Panel {
+    pub(crate) fn new(title: &'static str) -> Panel {
         Panel {
             title,
             lines: Vec::new(),
@@ -41,17 +44,17 @@ impl Panel {
 }
 
 /// A series: points (seconds, value), drawn in `color`; `label` names it in the legend.
-pub(super) struct Line {
-    pub(super) label: Option<String>,
-    pub(super) color: &'static str,
-    pub(super) dashed: bool,
-    pub(super) points: Vec<(f64, f64)>,
+pub(crate) struct Line {
+    pub(crate) label: Option<String>,
+    pub(crate) color: &'static str,
+    pub(crate) dashed: bool,
+    pub(crate) points: Vec<(f64, f64)>,
 }
 
 /// A vertical line across every panel at `at` seconds.
-pub(super) struct Marker {
-    pub(super) at: f64,
-    pub(super) color: &'static str,
+pub(crate) struct Marker {
+    pub(crate) at: f64,
+    pub(crate) color: &'static str,
 }
 
 /// Up to about `count` round tick values from 0 to at least `max`: steps of 1, 2 or 5 times a
@@ -117,12 +120,12 @@ fn number(value: f64) -> String {
 
 impl Chart {
     /// The chart as an SVG document.
-    pub(super) fn svg(&self) -> String {
+    pub(crate) fn svg(&self) -> String {
         let panels = self.panels.len() as f64;
         let height = TOP + panels * (PANEL_GAP + PANEL_HEIGHT) + BOTTOM;
         let plot_width = WIDTH - LEFT - RIGHT;
         let x_max = self.x_max.max(1.0);
-        let minutes = x_max > 180.0;
+        let minutes = self.x_label.is_none() && x_max > 180.0;
         let unit = if minutes { 60.0 } else { 1.0 };
         let x_ticks = ticks(x_max / unit, 10.0);
         let x_end = x_ticks.last().copied().unwrap_or(1.0) * unit;
@@ -244,10 +247,10 @@ impl Chart {
             r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
             LEFT + plot_width / 2.0,
             axis + 36.0,
-            if minutes {
-                "minutes since the processes started"
-            } else {
-                "seconds since the processes started"
+            match self.x_label {
+                Some(label) => label,
+                None if minutes => "minutes since the processes started",
+                None => "seconds since the processes started",
             }
         );
         svg.push_str("</svg>\n");
@@ -361,6 +364,7 @@ mod tests {
         let chart = Chart {
             title: "a & b".into(),
             x_max: 60.0,
+            x_label: None,
             panels: vec![panel],
             markers: vec![Marker {
                 at: 10.0,
@@ -374,5 +378,11 @@ mod tests {
         assert!(svg.contains("a &amp; b"));
         assert_eq!(svg.matches("<polyline").count(), 1);
         assert!(svg.contains("long-1") && svg.contains("SIGKILL") && svg.contains("warm-up"));
+        assert!(svg.contains("seconds since the processes started"));
+        let counted = Chart {
+            x_label: Some("rollout"),
+            ..chart
+        };
+        assert!(counted.svg().contains(">rollout</text>"));
     }
 }
