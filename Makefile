@@ -78,7 +78,7 @@ writes:
 	@bin=$(CONTROL_PLANE_BIN) && LEADER_WRITES_RESULTS=$(CURDIR)/docs/writes.md \
 		"$$bin/launcher" run -- cargo test --all-features --locked --test cluster writes::writes_go_to -- --nocapture
 
-## The same on the test node (as root): three pods of examples/deploy/writes.yaml, 20 handovers
+## The same on the test node (as root): three pods of examples/deploy/writes/writes.yaml, 20 handovers
 ## (the leader's pod deleted, its container killed through containerd, by turns); adds its results
 ## to docs/writes.md. LEADER_NODE_WRITES_HANDOVERS=N sets the handovers; `make test` runs 4.
 node-writes:

@@ -31,7 +31,7 @@
 //! listening address, or `$POD_IP` and the port in a pod), which is how the followers know
 //! where the leader is. With `--leader-service writes-leader` (feature `leader-service`, in a
 //! pod) the leader also keeps that selector-less Service's endpoint pointing at itself, for
-//! clients that cannot follow a redirect (`examples/deploy/writes.yaml` has both). The apply here is a line on stdout; a real service writes to its store
+//! clients that cannot follow a redirect (`examples/deploy/writes/writes.yaml` has both). The apply here is a line on stdout; a real service writes to its store
 //! and passes the fencing token along, so that the store refuses a write from an older leader
 //! (see `examples/controller.rs`). What is and is not guaranteed: README, "Sending writes to the
 //! leader".

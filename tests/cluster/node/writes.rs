@@ -1,4 +1,4 @@
-//! `examples/deploy/writes.yaml` on the test node: three pods of `examples/writes.rs`, each
+//! `examples/deploy/writes/writes.yaml` on the test node: three pods of `examples/writes.rs`, each
 //! publishing its pod IP (downward API) on the Lease; the test, inside the node's network
 //! namespace, writes to every pod at random by its pod IP (the node runs no kube-proxy, so the
 //! Service's cluster IP leads nowhere), following the followers' redirects, through handovers of
@@ -174,7 +174,7 @@ async fn wait_for_slice(
 }
 
 fn deployment_for_the_test_node(node: &Node) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/writes.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/writes/writes.yaml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
     let mut documents = Vec::new();
@@ -269,7 +269,7 @@ async fn writes_reach_the_leader_pod_and_are_applied_once_across_handovers() {
     let summary = summarise(&sent, &done, &applies);
     println!("node writes: {report}\n{summary}");
     let setup = format!(
-        "Three pods of `examples/deploy/writes.yaml` (`examples/writes.rs`, \
+        "Three pods of `examples/deploy/writes/writes.yaml` (`examples/writes.rs`, \
          `--on-follower=redirect`) on the test node, lease duration 4 s, renew deadline 3 s, \
          retry period 1 s; the client, in the node's network namespace, writes to the pod IPs \
          at random; {handovers} handovers, by turns the leader's pod deleted (`kubectl delete \
