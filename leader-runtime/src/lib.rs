@@ -25,6 +25,9 @@
 //! - [`Election`]: one lease; [`Election::lead`] runs work while this replica leads it.
 //! - [`Leadership`]: what the work gets: a cancellation token that fires before any other replica
 //!   can take over, and a fencing token.
+//! - [`Election::leader`], [`Election::route`]: who leads and where it serves requests (each
+//!   replica's [`RuntimeBuilder::address`], published on the Lease), to send leader-only
+//!   requests there.
 //! - [`LeaseStatus`] and [`Election::health_check`]: what is going on, for logs and probes.
 //! - [`Runtime::liveness`] and [`Runtime::readiness`]: the verdicts of the probes as data, and
 //!   [`Routes`]: what `/healthz`, `/readyz` and `/metrics` answer, for any HTTP server.
@@ -35,10 +38,14 @@
 //! Optional features (none by default):
 //! - `metrics`: `Runtime::register_metrics` puts the elections' status and counters in a
 //!   [`prometheus_client`](https://docs.rs/prometheus-client) registry, served at `/metrics`.
-//! - `axum`: `axum::router`, the [`Routes`] as an axum `Router` to merge into the application's.
+//! - `axum`: `axum::router`, the [`Routes`] as an axum `Router` to merge into the application's;
+//!   `axum::LeaderOnly`, a guard that lets leader-only requests through on the leader and
+//!   redirects, refuses or forwards them on a follower.
 //! - `actix-web`: `actix_web::service`, the [`Routes`] as an actix-web service.
 //! - `http`: `HttpServer` and `Runtime::serve_http`, a standalone server of the [`Routes`] on
 //!   hyper, for programs without an HTTP server of their own.
+//! - `leader-service`: `RuntimeBuilder::leader_service`, a selector-less Service whose one
+//!   endpoint is the leader of a lease.
 //! - `leader-service`: `RuntimeBuilder::leader_service`, a selector-less Service whose one
 //!   endpoint is the leader of a lease, for clients that cannot run this library.
 //!

@@ -26,7 +26,7 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// | --- | --- |
 /// | `GET /healthz` | [`Runtime::liveness`] with the [tolerance](Self::tolerance): `200 ok`, or `503` with one line per failing election (a stuck leader, or RBAC refusing the runtime) |
 /// | `GET /readyz` | [`Runtime::readiness`]: `200 ok` once every election has seen its lease (or leads it) and none is refused by RBAC; `503` with the reasons before |
-/// | `GET /metrics` | with feature `metrics`: the [registry](Self::registry), in OpenMetrics text when the `Accept` header asks for `application/openmetrics-text` (as Prometheus does), else in the Prometheus text format 0.0.4 |
+/// | `GET /metrics` | with feature `metrics`: the registry (`Routes::registry`), in OpenMetrics text when the `Accept` header asks for `application/openmetrics-text` (as Prometheus does), else in the Prometheus text format 0.0.4 |
 ///
 /// `HEAD` is answered like `GET` (the server drops the body), other methods get `405` with
 /// `Allow: GET, HEAD`, other paths `404`. Every answer has `Cache-Control: no-store`. Elections

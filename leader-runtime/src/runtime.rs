@@ -425,7 +425,7 @@ impl RuntimeBuilder {
     /// address there (the [`HOLDER_ADDRESS_ANNOTATION`](crate::HOLDER_ADDRESS_ANNOTATION)), so
     /// that every replica learns where the leader is from the watch it already has
     /// ([`Election::leader`](crate::Election::leader)): to send writes there, or to tell clients
-    /// where to go ([`axum::LeaderOnly`](crate::axum)). Default: none is published.
+    /// where to go (feature `axum`: `LeaderOnly`). Default: none is published.
     pub fn address(mut self, address: impl Into<String>) -> Self {
         self.address = Some(Address::Given(address.into()));
         self
