@@ -107,7 +107,6 @@ impl ElectionShared {
             identity: identity.clone(),
             lease_duration: config.lease_duration,
             holder: None,
-            holder_address: None,
             is_leader: false,
             transitions: None,
             fencing_token: None,
@@ -767,9 +766,6 @@ pub struct LeaseStatus {
     pub lease_duration: Duration,
     /// The holder named by the record as last seen; `None` when nobody holds it.
     pub holder: Option<String>,
-    /// The address the holder published for its current term, if any (see
-    /// [`Election::leader`]).
-    pub holder_address: Option<String>,
     /// Whether this replica leads now.
     pub is_leader: bool,
     /// `leaseTransitions` as last seen.

@@ -722,18 +722,23 @@ impl Elector {
         }
         let holder = new_holder.map(str::to_owned);
         let transitions = lease.as_ref().map(record::transitions);
-        let holder_address = lease.as_ref().and_then(record::holder_address);
-        let leader = holder.clone().map(|identity| Leader {
-            is_self: identity == self.shared.identity,
-            identity,
-            address: holder_address.clone(),
-            fencing_token: transitions.unwrap_or(0),
-        });
-        self.shared.leader.send_if_modified(|current| {
-            let changed = *current != leader;
-            *current = leader;
-            changed
-        });
+        // The leader as others see it changes with the holder, its token or its address, not
+        // with a renew: only then is the address annotation read again.
+        let old_lease = self.seen.as_ref().and_then(|seen| seen.lease.as_ref());
+        if self.seen.is_none() || record::leader_of(old_lease) != record::leader_of(lease.as_ref())
+        {
+            let leader = holder.clone().map(|identity| Leader {
+                is_self: identity == self.shared.identity,
+                identity,
+                address: lease.as_ref().and_then(record::holder_address),
+                fencing_token: transitions.unwrap_or(0),
+            });
+            self.shared.leader.send_if_modified(|current| {
+                let changed = *current != leader;
+                *current = leader;
+                changed
+            });
+        }
         let changed_at = match &self.seen {
             Some(seen) if !changed => seen.changed_at,
             _ => Instant::now(),
@@ -741,7 +746,6 @@ impl Elector {
         self.seen = Some(Seen { lease, changed_at });
         self.shared.update_status(|status| {
             status.holder = holder;
-            status.holder_address = holder_address;
             status.transitions = transitions;
             status.observed_change = Some(changed_at);
         });

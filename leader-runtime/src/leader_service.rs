@@ -384,11 +384,8 @@ fn is_conflict(error: &kube::Error) -> bool {
 
 /// The annotation's value for the term `fencing_token` of `identity`.
 fn written_for(identity: &str, fencing_token: i32) -> String {
-    k8s_openapi::serde_json::json!({
-        "holderIdentity": identity,
-        "leaseTransitions": fencing_token,
-    })
-    .to_string()
+    let term = crate::record::term(identity, fencing_token);
+    k8s_openapi::serde_json::Value::Object(term).to_string()
 }
 
 /// Whether `slice` has endpoints written in `term` (the annotation's value): only then is it

@@ -88,15 +88,24 @@ impl Stamp {
             );
         }
         let value = self.address.as_ref().map(|address| {
-            k8s_openapi::serde_json::json!({
-                "holderIdentity": holder(lease).unwrap_or_default(),
-                "leaseTransitions": transitions(lease),
-                "address": address,
-            })
-            .to_string()
+            let mut term = term(holder(lease).unwrap_or_default(), transitions(lease));
+            term.insert("address".to_owned(), address.as_str().into());
+            k8s_openapi::serde_json::Value::Object(term).to_string()
         });
         set_address_annotation(lease, value);
     }
+}
+
+/// A term as the annotations that belong to one spell it: `{"holderIdentity": ...,
+/// "leaseTransitions": ...}` (the address annotation here, the leader Service's slice).
+pub(crate) fn term(
+    identity: &str,
+    transitions: i32,
+) -> k8s_openapi::serde_json::Map<String, k8s_openapi::serde_json::Value> {
+    let mut term = k8s_openapi::serde_json::Map::new();
+    term.insert("holderIdentity".to_owned(), identity.into());
+    term.insert("leaseTransitions".to_owned(), transitions.into());
+    term
 }
 
 /// Sets or (with `None`) removes the address annotation.
@@ -115,6 +124,16 @@ fn set_address_annotation(lease: &mut Lease, value: Option<String>) {
             }
         }
     }
+}
+
+/// What decides who leads `lease` and where, as others see it: the holder, its
+/// `leaseTransitions` and the raw address annotation (not `renewTime`, so a renew is no change).
+pub(crate) fn leader_of(lease: Option<&Lease>) -> Option<(&str, i32, Option<&str>)> {
+    let lease = lease?;
+    let annotation = (lease.metadata.annotations.as_ref())
+        .and_then(|annotations| annotations.get(HOLDER_ADDRESS_ANNOTATION))
+        .map(String::as_str);
+    Some((holder(lease)?, transitions(lease), annotation))
 }
 
 /// The address the current holder published, if it published one for this very record (same

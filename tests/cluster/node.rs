@@ -8,10 +8,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, LogParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
@@ -45,13 +45,8 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
 
     // examples/deploy/ as written, but for the patches printed here.
     apply_service_account_and_role(&node, &namespace);
-    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy");
-    let path = manifests.join("deployment.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
-    let mut deployment: Value = serde_saphyr::from_str(&text)
-        .unwrap_or_else(|error| panic!("parsing {}: {error}", path.display()));
-    for patch in patch_for_the_test_node(&mut deployment, &node, "periodic") {
+    let (deployment, patches) = deployment_for_the_test_node(&node);
+    for patch in patches {
         println!("deployment.yaml patched: {patch}");
     }
     let applied = Instant::now();
@@ -165,11 +160,7 @@ async fn the_example_deployment_runs_and_hands_over_on_a_real_node() {
     // lease duration plus 2 s.
     let mut holders = watch_holders(leases.clone());
     tokio::time::sleep(SECOND / 2).await; // the watch listening
-    let pod = pods.get(&new_leader).await.expect("the leader's pod");
-    let container = pod
-        .status
-        .and_then(|status| status.container_statuses?.into_iter().next()?.container_id)
-        .expect("the leader's container");
+    let container = container_id(&pods.get(&new_leader).await.expect("the leader's pod"));
     let killed_at = Instant::now();
     node.kill_container(&container, "SIGKILL");
     let limit = leader::runtime::ElectionConfig::default().lease_duration + 2 * SECOND;
@@ -211,10 +202,7 @@ async fn a_frozen_leader_fails_its_liveness_probe_is_restarted_and_another_pod_l
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
     let leases: Api<Lease> = Api::namespaced(admin, &namespace);
     apply_service_account_and_role(&node, &namespace);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/deployment.yaml");
-    let text = std::fs::read_to_string(&path).expect("the manifest");
-    let mut deployment: Value = serde_saphyr::from_str(&text).expect("YAML");
-    patch_for_the_test_node(&mut deployment, &node, "periodic");
+    let (mut deployment, _) = deployment_for_the_test_node(&node);
     let probe = &mut deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"];
     for (field, value) in [
         ("periodSeconds", 1),
@@ -233,11 +221,7 @@ async fn a_frozen_leader_fails_its_liveness_probe_is_restarted_and_another_pod_l
     let names: BTreeSet<String> = ready.iter().map(pod_name).collect();
     let holder = wait_for_holder(&leases, |_| true, 30 * SECOND).await;
     let leader = pod_of(&names, &holder);
-    let pod = pods.get(&leader).await.expect("the leader's pod");
-    let container = pod
-        .status
-        .and_then(|status| status.container_statuses?.into_iter().next()?.container_id)
-        .expect("the leader's container");
+    let container = container_id(&pods.get(&leader).await.expect("the leader's pod"));
 
     let frozen_at = Instant::now();
     node.kill_container(&container, "SIGSTOP");
@@ -294,6 +278,26 @@ fn apply_service_account_and_role(node: &Node, namespace: &str) {
     }
 }
 
+/// `examples/deploy/deployment.yaml` with [`patch_for_the_test_node`]'s patches, and what they
+/// were.
+fn deployment_for_the_test_node(node: &Node) -> (Value, Vec<String>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy/deployment.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
+    let mut deployment: Value = serde_saphyr::from_str(&text)
+        .unwrap_or_else(|error| panic!("parsing {}: {error}", path.display()));
+    let patches = patch_for_the_test_node(&mut deployment, node, "periodic");
+    (deployment, patches)
+}
+
+/// The ID of `pod`'s container (`containerd://<id>`), for [`Node::kill_container`].
+fn container_id(pod: &Pod) -> String {
+    let status = pod.status.as_ref();
+    let container = status.and_then(|status| status.container_statuses.as_ref()?.first());
+    let id = container.and_then(|container| container.container_id.clone());
+    id.unwrap_or_else(|| panic!("{} has no container running", pod_name(pod)))
+}
+
 /// Patches the Deployment for the test node: only what the node forces, with the node's image
 /// of `example`. Returns what was patched and why.
 fn patch_for_the_test_node(deployment: &mut Value, node: &Node, example: &str) -> Vec<String> {
@@ -324,15 +328,16 @@ fn patch_for_the_test_node(deployment: &mut Value, node: &Node, example: &str) -
     patches
 }
 
-/// Calls `read` with each container of the pods matching `selector` (the pod's name: a log
-/// request reads its current container) as soon as it runs, or is seen already exited, once per
-/// container (a restarted one again): pods take their logs with them when deleted, so a log must
-/// be followed from its start.
-fn on_each_container<F, Fut>(pods: Api<Pod>, selector: &str, read: F)
+/// Follows the log of each container of the pods matching `selector` from its start, and
+/// calls `on_line` with the pod's name and each line (with the container runtime's timestamp
+/// first when `timestamps`): a container is followed as soon as it runs, or is seen already
+/// exited, once per container (a restarted one again). Pods take their logs with them when
+/// deleted, so a log must be followed from its start.
+fn follow_logs<F>(pods: Api<Pod>, selector: &str, timestamps: bool, on_line: F)
 where
-    F: Fn(Api<Pod>, String) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
+    F: Fn(&str, &str) + Send + Sync + 'static,
 {
+    let on_line = std::sync::Arc::new(on_line);
     let config = watcher::Config::default().labels(selector);
     tokio::spawn(async move {
         let mut started = BTreeSet::new();
@@ -349,8 +354,24 @@ where
             let Some(status) = status else { continue };
             let started_once = (status.state.as_ref())
                 .is_some_and(|state| state.running.is_some() || state.terminated.is_some());
-            if started_once && started.insert((pod_name(&pod), status.restart_count)) {
-                tokio::spawn(read(pods.clone(), pod_name(&pod)));
+            let name = pod_name(&pod);
+            if started_once && started.insert((name.clone(), status.restart_count)) {
+                let (pods, on_line) = (pods.clone(), std::sync::Arc::clone(&on_line));
+                tokio::spawn(async move {
+                    let params = LogParams {
+                        follow: true,
+                        timestamps,
+                        ..LogParams::default()
+                    };
+                    // The log request reads the pod's current container, until it exits.
+                    let Ok(stream) = pods.log_stream(&name, &params).await else {
+                        return;
+                    };
+                    let mut lines = stream.lines();
+                    while let Some(Ok(line)) = lines.next().await {
+                        on_line(&name, &line);
+                    }
+                });
             }
         }
     });

@@ -15,13 +15,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, LogParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 use super::{
-    LEASE, SECOND, apply_service_account_and_role, on_each_container, patch_for_the_test_node,
+    LEASE, SECOND, apply_service_account_and_role, deployment_for_the_test_node, follow_logs,
     ready_pods,
 };
 use crate::leadership::{
@@ -44,35 +43,18 @@ impl PodLogs {
     fn follow(pods: Api<Pod>, selector: &str) -> PodLogs {
         let logs = PodLogs::default();
         let followed = logs.clone();
-        on_each_container(pods, selector, move |pods, pod| {
-            followed.clone().read(pods, pod)
-        });
-        logs
-    }
-
-    /// Reads `pod`'s log until its container exits.
-    async fn read(self, pods: Api<Pod>, pod: String) {
-        let params = LogParams {
-            follow: true,
-            timestamps: true,
-            ..LogParams::default()
-        };
-        let Ok(stream) = pods.log_stream(&pod, &params).await else {
-            return;
-        };
-        let mut lines = stream.lines();
-        while let Some(Ok(line)) = lines.next().await {
+        follow_logs(pods, selector, true, move |pod, line| {
             let Some((stamp, text)) = line.split_once(' ') else {
-                continue;
+                return;
             };
             let Some(at) = instant_of(stamp) else {
-                continue;
+                return;
             };
-            let mut logs = self.0.lock().unwrap();
-            logs.entry(pod.clone())
-                .or_default()
-                .push((at, text.to_owned()));
-        }
+            let mut logs = followed.0.lock().unwrap();
+            let lines = logs.entry(pod.to_owned()).or_default();
+            lines.push((at, text.to_owned()));
+        });
+        logs
     }
 
     /// The pods' transcripts for the leadership analysis.
@@ -117,10 +99,7 @@ struct Rollout {
 /// `deployment` as the test node runs it for `implementation`: ours as written (with the node's
 /// patches), or the client-go peer in the same pod template.
 fn deployment_for(implementation: Implementation, node: &Node, namespace: &str) -> (String, Value) {
-    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy");
-    let text = std::fs::read_to_string(manifests.join("deployment.yaml")).expect("the manifest");
-    let mut deployment: Value = serde_saphyr::from_str(&text).expect("YAML");
-    patch_for_the_test_node(&mut deployment, node, "periodic");
+    let (mut deployment, _) = deployment_for_the_test_node(node);
     if implementation == Implementation::Go {
         let name = "peer";
         deployment["metadata"]["name"] = name.into();

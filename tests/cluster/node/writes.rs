@@ -10,22 +10,22 @@
 //! `LEADER_NODE_WRITES_HANDOVERS` sets the handovers (4 in `make test`, 20 in
 //! `make node-writes`, which writes the results to docs/writes.md).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ListParams, LogParams};
+use kube::api::{Api, ListParams};
 use leader::runtime::LEADER_SERVICE_HOLDER_ANNOTATION;
 use serde_json::Value;
 
 use super::{
-    SECOND, apply_service_account_and_role, on_each_container, patch_for_the_test_node, pod_name,
-    ready_pods,
+    SECOND, apply_service_account_and_role, container_id, follow_logs, patch_for_the_test_node,
+    pod_name, pod_of, ready_pods,
 };
 use crate::lease_history::{LeaseHistory, Renewals};
 use crate::support::{FAST_TIMINGS, Identity, Node, control_plane};
@@ -50,27 +50,12 @@ impl Applies {
     fn follow(pods: Api<Pod>) -> Applies {
         let applies = Applies::default();
         let followed = applies.clone();
-        on_each_container(pods, SELECTOR, move |pods, pod| {
-            followed.clone().read(pods, pod)
+        follow_logs(pods, SELECTOR, false, move |_pod, line| {
+            if let Some(apply) = Apply::parse(line) {
+                followed.0.lock().unwrap().push(apply);
+            }
         });
         applies
-    }
-
-    /// Reads the current container's log of `pod` until it exits.
-    async fn read(self, pods: Api<Pod>, pod: String) {
-        let params = LogParams {
-            follow: true,
-            ..LogParams::default()
-        };
-        let Ok(stream) = pods.log_stream(&pod, &params).await else {
-            return;
-        };
-        let mut lines = stream.lines();
-        while let Some(Ok(line)) = lines.next().await {
-            if let Some(apply) = Apply::parse(&line) {
-                self.0.lock().unwrap().push(apply);
-            }
-        }
     }
 
     fn all(&self) -> Vec<Apply> {
@@ -100,28 +85,14 @@ async fn pod_of_holder(pods: &Api<Pod>, holder: &str) -> (String, String) {
         .list(&ListParams::default().labels(SELECTOR))
         .await
         .expect("listing the pods");
+    let names: BTreeSet<String> = list.items.iter().map(pod_name).collect();
+    let name = pod_of(&names, holder);
     let pod = list
         .items
         .iter()
-        .find(|pod| {
-            holder
-                .strip_prefix(pod_name(pod).as_str())
-                .is_some_and(|rest| rest.starts_with('_'))
-        })
-        .unwrap_or_else(|| panic!("no pod holds the lease as {holder}"));
-    let container = pod
-        .status
-        .as_ref()
-        .and_then(|status| {
-            status
-                .container_statuses
-                .as_ref()?
-                .first()?
-                .container_id
-                .clone()
-        })
-        .expect("a running container");
-    (pod_name(pod), container)
+        .find(|pod| pod_name(pod) == name)
+        .expect("listed");
+    (name, container_id(pod))
 }
 
 /// Waits up to `limit` for the leader Service's EndpointSlice to name `holder` alone, at the IP
