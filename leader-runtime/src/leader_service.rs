@@ -241,7 +241,7 @@ impl LeaderService {
                     return Ok(Outcome::Left);
                 }
                 let mut emptied = current;
-                emptied.endpoints = Some(Vec::new());
+                emptied.endpoints = Vec::new().into();
                 let name = self.slice_name();
                 match self
                     .slices
@@ -388,11 +388,29 @@ fn written_for(identity: &str, fencing_token: i32) -> String {
     k8s_openapi::serde_json::Value::Object(term).to_string()
 }
 
+/// `EndpointSlice::endpoints` as a slice, whichever Kubernetes version the application picked:
+/// a list in some of k8s-openapi's versions, an optional list in others (writing it,
+/// `Vec::into()` fits both).
+trait EndpointList {
+    fn endpoint_list(&self) -> &[Endpoint];
+}
+
+impl EndpointList for Vec<Endpoint> {
+    fn endpoint_list(&self) -> &[Endpoint] {
+        self
+    }
+}
+
+impl EndpointList for Option<Vec<Endpoint>> {
+    fn endpoint_list(&self) -> &[Endpoint] {
+        self.as_deref().unwrap_or_default()
+    }
+}
+
 /// Whether `slice` has endpoints written in `term` (the annotation's value): only then is it
 /// this term's to empty.
 fn points_at(slice: &EndpointSlice, term: &str) -> bool {
-    holder_annotation(slice) == Some(term)
-        && slice.endpoints.as_ref().is_some_and(|e| !e.is_empty())
+    holder_annotation(slice) == Some(term) && !slice.endpoints.endpoint_list().is_empty()
 }
 
 fn holder_annotation(slice: &EndpointSlice) -> Option<&str> {
@@ -424,7 +442,7 @@ fn endpoint_slice(
         IpAddr::V6(_) => "IPv6",
     }
     .to_owned();
-    base.endpoints = Some(vec![Endpoint {
+    base.endpoints = vec![Endpoint {
         addresses: vec![address.ip().to_string()],
         conditions: Some(EndpointConditions {
             ready: Some(true),
@@ -432,7 +450,8 @@ fn endpoint_slice(
             terminating: Some(false),
         }),
         ..Endpoint::default()
-    }]);
+    }]
+    .into();
     base.ports = Some(vec![EndpointPort {
         name: Some(String::new()),
         port: Some(i32::from(address.port())),
@@ -459,7 +478,7 @@ mod tests {
             Some("writes-leader-election")
         );
         assert_eq!(slice.address_type, "IPv4");
-        let endpoints = slice.endpoints.unwrap();
+        let endpoints = slice.endpoints.endpoint_list();
         assert_eq!(endpoints.len(), 1);
         assert_eq!(endpoints[0].addresses, ["10.1.2.3"]);
         assert_eq!(endpoints[0].conditions.as_ref().unwrap().ready, Some(true));
@@ -479,7 +498,7 @@ mod tests {
 
         let slice = built("[fd00::7]:80", EndpointSlice::default());
         assert_eq!(slice.address_type, "IPv6");
-        assert_eq!(slice.endpoints.unwrap()[0].addresses, ["fd00::7"]);
+        assert_eq!(slice.endpoints.endpoint_list()[0].addresses, ["fd00::7"]);
     }
 
     #[test]
@@ -526,7 +545,7 @@ mod tests {
         }
         // Already emptied, or made by someone else without the annotation.
         let mut emptied = slice.clone();
-        emptied.endpoints = Some(Vec::new());
+        emptied.endpoints = Vec::new().into();
         assert!(!points_at(&emptied, &ours));
         let mut unannotated = slice;
         unannotated.metadata.annotations = None;
