@@ -52,10 +52,10 @@ node:
 node-campaign:
 	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && \
 		KUBECTL=$$(tests/control-plane/kubectl.sh) && export KUBECTL && \
-		cargo test --all-features --locked --test cluster --no-run && images=$(NODE_IMAGES) && \
+		cargo test --workspace --all-features --locked --test cluster --no-run && images=$(NODE_IMAGES) && \
 		LEADER_NODE_ROLLOUTS=$${LEADER_NODE_ROLLOUTS:-20} LEADER_NODE_REPORT=$(CURDIR)/docs/rollouts.md \
 		CARGO_NET_OFFLINE=true "$$bin/launcher" run --node "$$node" --images "$$images" -- \
-		cargo test --all-features --locked --test cluster node::rollouts -- --nocapture
+		cargo test --workspace --all-features --locked --test cluster node::rollouts -- --nocapture
 
 ## Three replicas of examples/periodic.rs on a local control plane: graceful and crash failover.
 demo:
@@ -76,7 +76,7 @@ fault-campaign:
 ## minute. `make test` runs the same test; this writes its results to docs/writes.md.
 writes:
 	@bin=$(CONTROL_PLANE_BIN) && LEADER_WRITES_RESULTS=$(CURDIR)/docs/writes.md \
-		"$$bin/launcher" run -- cargo test --all-features --locked --test cluster writes::writes_go_to -- --nocapture
+		"$$bin/launcher" run -- cargo test --workspace --all-features --locked --test cluster writes::writes_go_to -- --nocapture
 
 ## The same on the test node (as root): three pods of examples/deploy/writes/writes.yaml, 20 handovers
 ## (the leader's pod deleted, its container killed through containerd, by turns); adds its results
@@ -84,11 +84,11 @@ writes:
 node-writes:
 	@bin=$(CONTROL_PLANE_BIN) && node=$(NODE_BIN) && \
 		KUBECTL=$$(tests/control-plane/kubectl.sh) && export KUBECTL && \
-		cargo test --all-features --locked --test cluster --no-run && images=$(NODE_IMAGES) && \
+		cargo test --workspace --all-features --locked --test cluster --no-run && images=$(NODE_IMAGES) && \
 		LEADER_NODE_WRITES_HANDOVERS=$${LEADER_NODE_WRITES_HANDOVERS:-20} \
 		LEADER_WRITES_RESULTS=$(CURDIR)/docs/writes.md \
 		CARGO_NET_OFFLINE=true "$$bin/launcher" run --node "$$node" --images "$$images" -- \
-		cargo test --all-features --locked --test cluster node::writes -- --nocapture
+		cargo test --workspace --all-features --locked --test cluster node::writes -- --nocapture
 
 ## The soak (tests/cluster/soak.rs): 3 processes of examples/election.rs contending for the same
 ## 100 leases, a forced handover every few seconds (toxiproxy cuts of a long-lived leader, SIGTERM
@@ -100,7 +100,7 @@ SOAK_MINUTES ?= 30
 soak:
 	@bin=$(CONTROL_PLANE_BIN) && cargo build --all-features --examples --locked && \
 		LEADER_SOAK_MINUTES=$(SOAK_MINUTES) LEADER_SOAK_REPORT=$(CURDIR)/docs/soak.md \
-		"$$bin/launcher" run -- cargo test --all-features --locked --test cluster \
+		"$$bin/launcher" run -- cargo test --workspace --all-features --locked --test cluster \
 		-- --exact soak::soak --nocapture
 
 ## Formatting, lints and docs, as CI checks them.

@@ -11,11 +11,18 @@
 #   6. the node tests (tests/cluster/node.rs) against a control plane with a real node, on their
 #      own so that the node's processes do not share the 2 cores with the timing-sensitive tests.
 #      Inside the node's network namespace there is no network: cargo runs offline there.
+# Every cargo command names the whole workspace (`--workspace --all-features`), so that all steps
+# share one feature set and one build: without it cargo resolves the features of the root package
+# alone and builds the tree a second time. On CI (`CI` set) nothing is compiled incrementally: a
+# build from nothing gains nothing from incremental caches, which took 2 GB.
 # Every step runs even if an earlier one failed, and the script exits with the first failure's
 # status; an interrupted step (status 128 + signal) stops everything.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export K8S_OPENAPI_ENABLED_VERSION=${K8S_OPENAPI_ENABLED_VERSION:-1.37}
+if [[ -n ${CI:-} ]]; then
+	export CARGO_INCREMENTAL=0
+fi
 
 bin=$(tests/control-plane/build.sh) || exit
 node=$(tests/node/build.sh) || exit
@@ -40,11 +47,11 @@ step() {
 
 step "$bin/launcher" run -- cargo test --workspace --all-features --locked -- --skip node:: \
 	--skip soak::soak
-step cargo test --all-features --locked --test attributes -- --test-threads=1
+step cargo test --workspace --all-features --locked --test attributes -- --test-threads=1
 step make --no-print-directory consumers
-step "$bin/launcher" run -- cargo test --all-features --locked --test cluster -- --exact soak::soak
+step "$bin/launcher" run -- cargo test --workspace --all-features --locked --test cluster -- --exact soak::soak
 step env CARGO_NET_OFFLINE=true "$bin/launcher" run --node "$node" --images "$images" \
-	-- cargo test --all-features --locked --test cluster node:: -- --test-threads=1
+	-- cargo test --workspace --all-features --locked --test cluster node:: -- --test-threads=1
 if ((status == 0)); then
 	echo "test: all passed" >&2
 fi
