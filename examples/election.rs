@@ -167,12 +167,16 @@ async fn lead_forever(election: Election, me: String, work_interval: Option<Dura
     }
 }
 
-/// Prints every change of leader, as client-go's `OnNewLeader` callback does.
+/// Prints every change of leader, as client-go's `OnNewLeader` callback does. It follows
+/// `leader_changes()`, which changes with the holder (not with every renew, as `status()` does).
 async fn report_new_leaders(election: Election, me: String) {
-    let mut status = election.status();
+    let mut leaders = election.leader_changes();
     let mut last = None;
     loop {
-        let holder = status.borrow_and_update().holder.clone();
+        let holder = leaders
+            .borrow_and_update()
+            .as_ref()
+            .map(|leader| leader.identity.clone());
         if holder != last {
             match &holder {
                 Some(holder) if *holder != me => {
@@ -182,7 +186,7 @@ async fn report_new_leaders(election: Election, me: String) {
             }
             last = holder;
         }
-        if status.changed().await.is_err() {
+        if leaders.changed().await.is_err() {
             return;
         }
     }

@@ -393,9 +393,11 @@ impl Election {
         }
     }
 
-    /// The election's status, kept current by the runtime. Await
-    /// [`changed`](watch::Receiver::changed) on it to follow leadership changes, as client-go's
-    /// `OnNewLeader` does:
+    /// The election's status, kept current by the runtime: who holds the lease, whether this
+    /// replica leads, its last renew and its errors. It changes with every renew (once per
+    /// retry period while leading), so awaiting [`changed`](watch::Receiver::changed) on it
+    /// wakes that often; to follow changes of leader, as client-go's `OnNewLeader` does, use
+    /// [`leader_changes`](Self::leader_changes), which changes with the holder only.
     ///
     /// ```
     /// # use leader_runtime::{Runtime, testing::InMemoryLeaseStore};
@@ -403,17 +405,10 @@ impl Election {
     /// # async fn main() -> leader_runtime::Result<()> {
     /// # let runtime = Runtime::builder().store(InMemoryLeaseStore::new()).build().await?;
     /// let election = runtime.election("reports")?;
-    /// let mut status = election.status();
-    /// tokio::spawn(async move {
-    ///     let mut last = None;
-    ///     while status.changed().await.is_ok() {
-    ///         let holder = status.borrow_and_update().holder.clone();
-    ///         if holder != last {
-    ///             println!("new leader: {holder:?}");
-    ///             last = holder;
-    ///         }
-    ///     }
-    /// });
+    /// let status = election.status().borrow().clone();
+    /// if let Some(error) = &status.last_error {
+    ///     eprintln!("{}: {error}", status.lease);
+    /// }
     /// # runtime.shutdown().await;
     /// # Ok(())
     /// # }
