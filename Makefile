@@ -98,7 +98,7 @@ node-writes:
 ## docs/soak.md and docs/soak.svg. `make test` runs one minute and writes under target/soak/.
 SOAK_MINUTES ?= 30
 soak:
-	@bin=$(CONTROL_PLANE_BIN) && cargo build --all-features --examples --locked && \
+	@bin=$(CONTROL_PLANE_BIN) && cargo build --workspace --all-features --examples --locked && \
 		LEADER_SOAK_MINUTES=$(SOAK_MINUTES) LEADER_SOAK_REPORT=$(CURDIR)/docs/soak.md \
 		"$$bin/launcher" run -- cargo test --workspace --all-features --locked --test cluster \
 		-- --exact soak::soak --nocapture
