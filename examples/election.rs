@@ -16,7 +16,8 @@
 //!
 //! Flags take every form Go's `flag` package does (`--id=instance-1`, `--id instance-1`,
 //! `-id instance-1`, `-id=instance-1`); `--help` lists them. `--lease-lock-name` may be a
-//! comma-separated list to run one election per name in one runtime; `--lease-duration`,
+//! comma-separated list to run one election per name in one runtime, and `--count 1000` runs
+//! elections on `NAME-0` ... `NAME-999` for one `--lease-lock-name NAME`; `--lease-duration`,
 //! `--renew-deadline` and `--retry-period` take `15s` or `500ms`. `--work-interval 500ms` makes
 //! the leader do a unit of work (print `working on ...`) every interval, checking
 //! `Leadership::is_leading()` before each one; `--timestamps` starts every line with the
@@ -55,6 +56,10 @@ struct Options {
         default_value = "my-leader-election-lock"
     )]
     lease_lock_name: Vec<String>,
+    /// Run N elections, on the leases NAME-0 ... NAME-(N-1) for the one --lease-lock-name NAME
+    /// (as `benches/go-electors` takes it), instead of listing thousands of names
+    #[arg(long, value_name = "N")]
+    count: Option<usize>,
     /// While leading, print `working on ...` every interval, checking that the term goes on
     /// before each one (e.g. 500ms)
     #[arg(long, value_name = "DURATION", value_parser = flags::duration)]
@@ -66,6 +71,21 @@ struct Options {
     /// with a request or watch error, liveness and readiness (e.g. 1s)
     #[arg(long, value_name = "DURATION", value_parser = flags::duration)]
     report_interval: Option<Duration>,
+}
+
+impl Options {
+    /// The leases to run elections on: `--lease-lock-name`'s, or `--count` of them. Exits with
+    /// status 2, as for any other flag mistake, if `--count` comes with a list of names.
+    fn lease_names(&self) -> Vec<String> {
+        match (self.count, self.lease_lock_name.as_slice()) {
+            (None, names) => names.to_vec(),
+            (Some(count), [prefix]) => (0..count).map(|i| format!("{prefix}-{i}")).collect(),
+            (Some(_), _) => {
+                let message = "--count takes a single --lease-lock-name: the prefix of the names\n";
+                clap::Error::raw(clap::error::ErrorKind::ArgumentConflict, message).exit()
+            }
+        }
+    }
 }
 
 /// Set from `--timestamps` before anything is printed.
@@ -93,6 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let options: Options = flags::parse();
     TIMESTAMPS.store(options.timestamps, Ordering::Relaxed);
+    let lease_names = options.lease_names();
 
     let runtime = options
         .client_go
@@ -101,7 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
 
-    for name in &options.lease_lock_name {
+    for name in &lease_names {
         let election = runtime.election(name)?;
         tokio::spawn(report_new_leaders(
             election.clone(),

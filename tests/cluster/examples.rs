@@ -335,6 +335,34 @@ fn an_unknown_flag_or_a_bad_value_fails_with_claps_message_and_status_2() {
     }
 }
 
+/// `election --count N --lease-lock-name NAME` runs elections on `NAME-0` .. `NAME-(N-1)` (as
+/// `benches/go-electors` takes it); with a list of names `--count` is a mistake, status 2.
+#[tokio::test]
+async fn election_count_runs_one_election_per_numbered_name() {
+    let (code, stdout, stderr) = run_to_end("election", &["--count=2", "--lease-lock-name=a,b"]);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--count takes a single --lease-lock-name"),
+        "{stderr}"
+    );
+
+    let cluster = control_plane();
+    let namespace = cluster.namespace("example-count").await;
+    let leases = ["numbered".to_owned()];
+    let mut replica = Candidate::start(&cluster, "counter", &namespace, &leases, &["--count=3"]);
+    for name in ["numbered-0", "numbered-1", "numbered-2"] {
+        replica
+            .wait_for(&format!("leading {name} "), 10 * SECOND)
+            .await;
+    }
+    let api: Api<Lease> = Api::namespaced(cluster.client(Identity::Admin).await, &namespace);
+    let names: Vec<String> = (api.list(&Default::default()).await.unwrap().items)
+        .into_iter()
+        .filter_map(|lease| lease.metadata.name)
+        .collect();
+    assert_eq!(names, ["numbered-0", "numbered-1", "numbered-2"]);
+}
+
 /// `--help` (and Go's `-help`, and `-h`) lists every flag and exits with status 0.
 #[test]
 fn help_lists_the_flags_of_each_example() {
