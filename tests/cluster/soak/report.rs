@@ -410,11 +410,10 @@ const METHOD: &str = "
   `report_new_leaders`, and the watch) is what could leak. RSS, the fds other than sockets and
   those tasks must have medians within 5 % between the first window after warm-up and the
   last. The sockets are the HTTP/1.1 connections to kube-apiserver: hyper keeps an idle
-  connection for 90 s, a takeover of dozens of leases opens dozens at once (up to 64 lease
-  requests in flight, and an Event per takeover), and a cut process piles up connection
-  attempts until it is healed, so the count swings between about 20 and 130 within seconds
-  and stays up for a while after a large burst; its median moves by far more than 5 % with no
-  leak at all (the table shows it), and so does the peak of a single window. What the bursts
+  connection for 90 s, a takeover of dozens of leases opens dozens at once (up to 16 lease
+  requests and 4 Events in flight), and a cut process piles up connection attempts until it
+  is healed, so the count swings by dozens within seconds and stays up for a while after a
+  large burst; its median moves by far more than 5 % with no leak at all (the table shows it), and so does the peak of a single window. What the bursts
   bound is the peak over the run: the last window's highest reading must not be more than 5 %
   above the highest before it, warm-up included (with the first burst of all, when the three
   processes create the leases). A connection never closed would raise every reading after it,
