@@ -1321,7 +1321,8 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
         o, t = sco["requests_per_s"], scg["requests_per_s"]
         row(f"{scale_label}: lease requests per second, all replicas", o, t, f"{o:.0f}", f"{t:.0f}")
         o, t = max(sco["rss_mib"].values()), max(scg["rss_mib"].values())
-        row(f"{scale_label}: RSS per replica, largest", o, t, f"{o:.1f} MiB", f"{t:.1f} MiB")
+        row(f"{scale_label}: RSS per replica, largest", o, t, f"{o:.1f} MiB", f"{t:.1f} MiB",
+            f"ours ≤ 0.5 × client-go: {verdict(o <= t / 2)}")  # fmt: skip
         o, t = sum(sco["cpu_percent"].values()), sum(scg["cpu_percent"].values())
         row(
             f"{scale_label}: CPU of the 3 replicas together (% of one core)",
@@ -1406,6 +1407,14 @@ def write_report(path, svg_dir, data, commands, args, started_at, elapsed):
             misses.append(
                 f"The {role} makes {o:.1f} lease requests per minute against client-go's "
                 f"{t:.1f}: {o / t:.2f} of client-go's, {o - t / 2:.1f} per minute over half. {why}"
+            )
+    if sco and scg:
+        o, t = max(sco["rss_mib"].values()), max(scg["rss_mib"].values())
+        if o > t / 2:
+            misses.append(
+                f"Scale ({sco['count']:,} leases × {sco['replicas']} processes), RSS per replica, "
+                f"largest: ours {o:.1f} MiB is {o / t:.3f} of client-go's {t:.1f} MiB, "
+                f"{o - t / 2:.1f} MiB over half."
             )
     misses.extend(neighbour_misses + curve_misses)
     if not misses:
