@@ -150,9 +150,10 @@ impl KubeLeaseStore {
     /// the others wait their turn, first come first served. Over HTTP/1.1 each request in flight
     /// holds a connection, with its TLS and HTTP buffers (about 40 KB), and the memory of a burst
     /// stays with the process after it, so a thousand leases starting or renewing at once would
-    /// cost tens of megabytes without the bound. 16 requests of 5 ms each renew 6,000 leases per
-    /// 2 s retry period; raise it for thousands of leases on a slow API server: a renew waiting
-    /// its turn counts against its renew deadline.
+    /// cost tens of megabytes without the bound. At 30 ms a request (an API server across a
+    /// network), 16 in flight renew about 1,000 leases per 2 s retry period; raise it for more
+    /// leases than that in one process, or for a slower API server: a renew waiting its turn
+    /// counts against its renew deadline.
     ///
     /// Configure a store before sharing it: configuring a clone makes it a store of its own.
     #[must_use]
@@ -277,7 +278,8 @@ impl LeaseStore for KubeLeaseStore {
     }
 
     /// Creates an `events.k8s.io/v1` Event regarding the Lease through kube's event recorder
-    /// (which patches the Event's series instead when the same one repeats within minutes).
+    /// (which patches the Event's series instead when the same one repeats within minutes), at
+    /// most 4 at a time: further ones wait their turn.
     fn record_event(
         &self,
         lease: &Lease,
