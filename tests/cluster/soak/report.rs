@@ -413,10 +413,11 @@ const METHOD: &str = "
   connection for 90 s, a takeover of dozens of leases opens dozens at once (up to 16 lease
   requests and 4 Events in flight), and a cut process piles up connection attempts until it
   is healed, so the count swings by dozens within seconds and stays up for a while after a
-  large burst; its median moves by far more than 5 % with no leak at all (the table shows it), and so does the peak of a single window. What the bursts
-  bound is the peak over the run: the last window's highest reading must not be more than 5 %
-  above the highest before it, warm-up included (with the first burst of all, when the three
-  processes create the leases). A connection never closed would raise every reading after it,
+  large burst; its median moves by far more than 5 % with no leak at all (the table shows
+  it), and so does the peak of a single window. What the bursts bound is the peak over the
+  run: the last window's highest reading must not be more than 5 % above the highest before
+  it, warm-up included (with the first burst of all, when the three processes create the
+  leases). A connection never closed would raise every reading after it,
   so a leak ends above everything seen before; one held by a leaked task also shows in the
   tasks. Windows are whole fault cycles, so both hold the same mix of faults. The restarted
   processes are not judged: each lives for two faults, less than the warm-up, so none has a

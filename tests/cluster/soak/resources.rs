@@ -15,8 +15,8 @@
 //!   90 s, a takeover of dozens of leases opens dozens at once (up to 16 lease requests and 4
 //!   Events in flight), and a cut process piles up connection attempts until it is healed: the
 //!   count swings by dozens within seconds and stays up for a while after a large burst, so
-//!   its median moves by far more than 5 % with no leak at all, and
-//!   so does the peak of a single window (93 in one, 104 in the next). What bursts bound is
+//!   its median moves by far more than 5 % with no leak at all, and so does the peak of a
+//!   single window (93 in one, 104 in the next). What bursts bound is
 //!   the peak over the run: the highest reading of the last window must not be more than 5 %
 //!   above the highest before it (warm-up included, with the first burst of all, when three
 //!   processes create the 100 leases). A connection never closed would raise every reading
