@@ -106,7 +106,7 @@ impl Connection {
                 let error = unreachable(Verb::Watch, key);
                 Observation::Interrupted(FeedError::new(error))
             }
-            (_, Some(lease)) => Observation::Present(lease.clone()),
+            (_, Some(lease)) => Observation::Present(Arc::new(lease.clone())),
             (_, None) => Observation::Absent,
         }
     }

@@ -501,7 +501,7 @@ impl Namespace {
             let observation = listed
                 .remove(&feed_name)
                 .map_or(Observation::Absent, |lease| {
-                    Observation::Present(slim(lease))
+                    Observation::Present(Arc::new(slim(lease)))
                 });
             if let Some(feed) = self.feeds.get_mut(&feed_name) {
                 feed.show(observation);
@@ -653,7 +653,7 @@ impl Watch {
                     let Some(name) = lease.metadata.name.clone() else {
                         continue;
                     };
-                    (name, Observation::Present(slim(lease)))
+                    (name, Observation::Present(Arc::new(slim(lease))))
                 }
                 WatchEvent::Deleted(lease) => {
                     version = lease.metadata.resource_version.clone().unwrap_or(version);
@@ -825,7 +825,7 @@ mod tests {
     }
 
     fn present(name: &str, holder: &str) -> Observation {
-        Observation::Present(slim(lease(name, holder)))
+        Observation::Present(Arc::new(slim(lease(name, holder))))
     }
 
     /// A namespace following `names`, with a namespace watch if `namespace_watch`.

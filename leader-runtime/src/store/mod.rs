@@ -63,8 +63,8 @@ pub enum Observation {
     Interrupted(FeedError),
     /// The lease does not exist.
     Absent,
-    /// The lease as last written.
-    Present(Lease),
+    /// The lease as last written, shared: cloning the observation does not copy the lease.
+    Present(Arc<Lease>),
 }
 
 impl Observation {
