@@ -243,6 +243,8 @@ pub struct RuntimeBuilder {
     events: Option<bool>,
     /// The pod to mark while leading ([`RuntimeBuilder::pod_deletion_cost`]).
     pod: Option<PodRef>,
+    /// For the store made from the client ([`RuntimeBuilder::max_requests_in_flight`]).
+    max_requests_in_flight: Option<usize>,
     /// `(lease, service)` pairs ([`RuntimeBuilder::leader_service`]).
     #[cfg(feature = "leader-service")]
     leader_services: Vec<(String, String)>,
@@ -477,6 +479,20 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Sends at most `count` lease requests to the API server at a time, 16 by default
+    /// ([`KubeLeaseStore::max_requests_in_flight`] says what the bound saves and when to raise
+    /// it: about 1,000 leases per process at 30 ms a request). Only with the Kubernetes API:
+    /// with [`store`](Self::store) it is ignored (configure that store instead).
+    ///
+    /// ```
+    /// # use leader_runtime::Runtime;
+    /// let builder = Runtime::builder().max_requests_in_flight(64);
+    /// ```
+    pub fn max_requests_in_flight(mut self, count: usize) -> Self {
+        self.max_requests_in_flight = Some(count);
+        self
+    }
+
     /// Default timings for the runtime's elections. Default: [`ElectionConfig::default`].
     pub fn config(mut self, config: ElectionConfig) -> Self {
         self.config = Some(config);
@@ -524,8 +540,7 @@ impl RuntimeBuilder {
                             .await
                             .map_err(|source| Error::NoKubeConfig { source })?,
                     };
-                    let store =
-                        KubeLeaseStore::new(client.clone()).retry_period(config.retry_period);
+                    let store = kube_store(client.clone(), &config, self.max_requests_in_flight);
                     (Arc::new(store), Some(client))
                 }
             };
@@ -589,6 +604,19 @@ impl RuntimeBuilder {
                 renames: self.renames,
             }),
         })
+    }
+}
+
+/// The store a runtime makes from its client: the runtime's retry period for its watches.
+fn kube_store(
+    client: kube::Client,
+    config: &ElectionConfig,
+    max_requests_in_flight: Option<usize>,
+) -> KubeLeaseStore {
+    let store = KubeLeaseStore::new(client).retry_period(config.retry_period);
+    match max_requests_in_flight {
+        Some(count) => store.max_requests_in_flight(count),
+        None => store,
     }
 }
 
@@ -658,6 +686,22 @@ mod tests {
         assert!(runtime.client().is_none(), "standalone uses no API client");
         let off = RuntimeBuilder::default().apply_env_from(env(&[(ENV_STANDALONE, "false")]));
         assert!(off.store.is_none() && !off.standalone);
+    }
+
+    #[tokio::test]
+    async fn the_store_made_from_the_client_takes_the_runtime_settings() {
+        // A client that is never used: making a store sends no request.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let timings = ElectionConfig {
+            retry_period: std::time::Duration::from_secs(3),
+            ..ElectionConfig::default()
+        };
+        let store = format!("{:?}", kube_store(client.clone(), &timings, Some(64)));
+        assert!(store.contains("retry_period: 3s"), "{store}");
+        assert!(store.contains("max_requests_in_flight: 64"), "{store}");
+        let store = format!("{:?}", kube_store(client, &timings, None));
+        assert!(store.contains("max_requests_in_flight: 16"), "{store}");
     }
 
     #[cfg(feature = "leader-service")]

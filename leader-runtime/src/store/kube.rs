@@ -16,6 +16,7 @@
 //!   server's copy.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -60,6 +61,16 @@ const WATCH_TIMEOUT_SECONDS: u32 = 290;
 #[derive(Clone)]
 pub struct KubeLeaseStore {
     inner: Arc<Inner>,
+}
+
+impl fmt::Debug for KubeLeaseStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeLeaseStore")
+            .field("retry_period", &self.inner.retry_period)
+            .field("namespace_watch_above", &self.inner.namespace_watch_above)
+            .field("max_requests_in_flight", &self.inner.max_requests_in_flight)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -146,21 +157,22 @@ impl KubeLeaseStore {
         self
     }
 
-    /// Sends at most `count` lease requests (get, create, replace) at a time, 16 by default;
-    /// the others wait their turn, first come first served. Over HTTP/1.1 each request in flight
-    /// holds a connection, with its TLS and HTTP buffers (about 40 KB), and the memory of a burst
-    /// stays with the process after it, so a thousand leases starting or renewing at once would
-    /// cost tens of megabytes without the bound. At 30 ms a request (an API server across a
-    /// network), 16 in flight renew about 1,000 leases per 2 s retry period; raise it for more
-    /// leases than that in one process, or for a slower API server: a renew waiting its turn
+    /// Sends at most `count` lease requests (get, create, replace) at a time, 16 by default (0
+    /// counts as 1); the others wait their turn, first come first served. Over HTTP/1.1 each
+    /// request in flight holds a connection, with its TLS and HTTP buffers (about 40 KB), and the
+    /// memory of a burst stays with the process after it, so a thousand leases starting or renewing
+    /// at once would cost tens of megabytes without the bound. At 30 ms a request (an API server
+    /// across a network), 16 in flight renew about 1,000 leases per 2 s retry period; raise it for
+    /// more leases than that in one process, or for a slower API server: a renew waiting its turn
     /// counts against its renew deadline.
     ///
     /// Configure a store before sharing it: configuring a clone makes it a store of its own.
     #[must_use]
     pub fn max_requests_in_flight(mut self, count: usize) -> Self {
+        let count = count.max(1);
         let inner = self.inner_mut();
         inner.max_requests_in_flight = count;
-        inner.requests = Arc::new(Semaphore::new(count.max(1)));
+        inner.requests = Arc::new(Semaphore::new(count));
         self
     }
 
