@@ -387,7 +387,9 @@ def median(values):
 
 
 class Commands:
-    def __init__(self, bin_dir, kubeconfig):
+    def __init__(self, bin_dir, kubeconfig, need_binaries=True):
+        """`need_binaries`: exit unless the programs are built (a re-render of a run that
+        recorded its versions runs none of them)."""
         self.bin_dir = Path(bin_dir)
         self.kubeconfig = kubeconfig
         examples = REPO / "target" / "release" / "examples"
@@ -396,7 +398,7 @@ class Commands:
         self.peer = self.bin_dir / "peer"
         self.go_electors = WORK / "go-electors"
         for path in (self.election, self.periodic, self.peer, self.go_electors):
-            if not os.access(path, os.X_OK):
+            if need_binaries and not os.access(path, os.X_OK):
                 sys.exit(f"bench: {path} is missing; run `make bench`, which builds it")
 
     def common(self, id, namespace, lease):
@@ -2062,7 +2064,7 @@ def main():
                     "converge_timeout", "quick", "scale_sizes", "neighbours_leases",
                     "neighbours_busy", "neighbours_windows", "neighbours_window"):  # fmt: skip
             setattr(args, key, data["args"].get(key, getattr(args, key)))
-        commands = Commands(args.bin_dir, "")
+        commands = Commands(args.bin_dir, "", need_binaries="versions" not in data)
         out = Path(args.out)
         write_report(
             out, out.parent / "benchmarks", data, commands, args,
