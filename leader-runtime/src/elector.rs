@@ -103,6 +103,8 @@ pub(crate) struct Elector {
     created: Instant,
     /// The wait for the feed's first list is over (it timed out).
     feed_waited: bool,
+    /// The expiry before which the lease was last read ([`Elector::before_expiry`]).
+    read_before: Option<Instant>,
 }
 
 impl Elector {
@@ -124,6 +126,7 @@ impl Elector {
             feed_keepalive: None,
             created: Instant::now(),
             feed_waited: false,
+            read_before: None,
         }
     }
 
@@ -192,6 +195,10 @@ impl Elector {
                             continue;
                         }
                     },
+                    Step::ReadBeforeClaim(expiry) => {
+                        Box::pin(self.read_before_claim(expiry)).await;
+                        continue;
+                    }
                     Step::WaitUntil(at) => expires_at = Some(at),
                     Step::WaitForChange => {}
                 }
@@ -244,11 +251,41 @@ impl Elector {
                 let duration = record::lease_duration(lease, self.shared.config.lease_duration);
                 match seen.changed_at.checked_add(duration) {
                     Some(at) if at <= Instant::now() => Step::Claim,
-                    Some(at) => Step::WaitUntil(at),
+                    Some(at) => self.before_expiry(at),
                     // Held for longer than our clock can count: wait for a change.
                     None => Step::WaitForChange,
                 }
             }
+        }
+    }
+
+    /// Waiting for someone else's lease to expire at `expiry`: read it once more a quarter of a
+    /// retry period before. After a lease duration of following through the watch alone, the
+    /// connection pool is empty; the read pays for the new connection (TCP and TLS handshakes)
+    /// and wakes the API server, so that the claim at `expiry` goes out at once on a warm
+    /// connection, and a renew the watch did not show is seen before claiming, not after a
+    /// conflict. The claim itself never comes earlier.
+    fn before_expiry(&self, expiry: Instant) -> Step {
+        if self.read_before == Some(expiry) {
+            return Step::WaitUntil(expiry);
+        }
+        match expiry.checked_sub(self.shared.config.retry_period / 4) {
+            Some(read_at) if read_at > Instant::now() => Step::WaitUntil(read_at),
+            _ => Step::ReadBeforeClaim(expiry),
+        }
+    }
+
+    /// The read of [`before_expiry`](Self::before_expiry), given up at the expiry; a failure is
+    /// reported but waits for nothing: the claim at the expiry goes out whatever came of it.
+    async fn read_before_claim(&mut self, expiry: Instant) {
+        self.read_before = Some(expiry);
+        match timeout_at(expiry, self.store.get(&self.shared.key)).await {
+            Ok(Ok(lease)) => {
+                self.succeeded(crate::Verb::Get);
+                self.observe(lease);
+            }
+            Ok(Err(error)) => self.request_failed(&error),
+            Err(_) => debug!("reading the lease before claiming it took until it expired"),
         }
     }
 
@@ -844,8 +881,11 @@ enum Step {
     AwaitFeed(Instant),
     /// Create it or take it over.
     Claim,
-    /// Someone else holds it; it expires at this instant unless its record changes.
+    /// Someone else holds it: wait until this instant (its expiry, or the read before it)
+    /// unless its record changes.
     WaitUntil(Instant),
+    /// Someone else holds it until this instant: read it once more before claiming it.
+    ReadBeforeClaim(Instant),
     /// Someone else holds it for an unmeasurably long time.
     WaitForChange,
 }

@@ -479,6 +479,58 @@ async fn odd_lease_durations_never_shorten_the_wait() {
     );
 }
 
+/// A follower whose leader stopped renewing reads the lease once, a quarter of a retry period
+/// before it expires, so that the claim goes out on a warm connection (benchmarks: the claim
+/// after a SIGKILL paid for a new connection to an idle API server); it claims no earlier.
+#[tokio::test(start_paused = true)]
+async fn a_follower_reads_the_lease_once_just_before_claiming_it() {
+    let store = InMemoryLeaseStore::new();
+    store.put(&key(), foreign_lease(Some(15), None));
+    let start = Instant::now();
+    let a = replica(&store, "a").await;
+    let mut work = campaign(&a);
+    sleep(SECOND).await;
+    let following = store.requests();
+    // Retry period 2 s: the read comes at 15 s - 0.5 s.
+    sleep(Duration::from_millis(13_400)).await;
+    assert_eq!(
+        store.requests(),
+        following,
+        "no request while the lease is held"
+    );
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.requests(), following + 1, "one read before the claim");
+    assert!(!work.has_started());
+    let (taken_at, fencing) = work.started().await;
+    assert_eq!(fencing, 4);
+    assert!(
+        taken_at - start >= 15 * SECOND && taken_at - start < 15 * SECOND + SECOND / 10,
+        "claimed {:?} after first seeing the record",
+        taken_at - start
+    );
+    assert_eq!(store.requests(), following + 2, "the read, then the claim");
+}
+
+/// The read before the claim never holds the claim up: one that hangs is given up at the expiry.
+#[tokio::test(start_paused = true)]
+async fn a_read_before_claiming_that_hangs_does_not_hold_up_the_claim() {
+    let store = InMemoryLeaseStore::new();
+    store.put(&key(), foreign_lease(Some(15), None));
+    let start = Instant::now();
+    let a = replica(&store, "a").await;
+    let mut work = campaign(&a);
+    sleep(Duration::from_millis(14_400)).await;
+    store.set_fault(Some(Fault::Hang));
+    sleep(Duration::from_millis(400)).await;
+    store.set_fault(None);
+    let (taken_at, _) = work.started().await;
+    assert!(
+        taken_at - start < 15 * SECOND + SECOND / 10,
+        "claimed {:?} after first seeing the record",
+        taken_at - start
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn remote_timestamps_are_not_trusted() {
     let far_future = MicroTime("2999-01-01T00:00:00Z".parse().unwrap());
