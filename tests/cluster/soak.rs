@@ -29,8 +29,10 @@
 //!   `long-2`, RSS, file descriptors other than sockets, and alive tasks other than the
 //!   per-term and per-connection ones within 5 % between the first window after warm-up and
 //!   the last; the sockets (the HTTP connection pool, which swings with every takeover) with a
-//!   last window's peak no more than 5 % above the peak before it. The restarted processes are not judged: each lives for two faults, less than
-//!   the warm-up; their peaks are reported.
+//!   last window's peak no more than 5 % above the peak before it, in windows of 90 s or more
+//!   (`make soak`'s; the one-minute run's are too short, see `resources.rs`, and shows the
+//!   peaks). The restarted processes are not judged: each lives for two faults, less than the
+//!   warm-up; their peaks are reported.
 //! - **Nothing unrecovered**: every fault recovered (every lease led again within 30 s); after
 //!   the last one, every process still runs, is live and ready with every watch back and no
 //!   leader holding a failed request, the processes' leases add up to 100 with one leader each,
@@ -1037,9 +1039,11 @@ async fn soak() {
         checks.push((
             format!(
                 "{}: flat after warm-up (RSS, fds other than sockets, and tasks other than terms' \
-                 and connections' within {:.0} %; the sockets' peak no higher than before)",
+                 and connections' within {:.0} %; the sockets' peak no higher than before, in \
+                 windows of {:.0} s or more)",
                 process.id(),
-                resources::FLAT * 100.0
+                resources::FLAT * 100.0,
+                resources::IDLE_CONNECTION_LIFETIME
             ),
             result_of(problems),
         ));
