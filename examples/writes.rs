@@ -43,7 +43,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use clap::{Parser, ValueEnum};
@@ -113,10 +114,15 @@ async fn main() -> leader::Result<()> {
         Answer::Forward => OnFollower::Forward,
     };
     let guard = LeaderOnly::new(&election, on_follower);
+    // What the guard's `503` answers say in `Retry-After`: the retry period, in whole seconds.
+    let retry_after =
+        RetryAfter(election.config().retry_period.as_secs_f64().ceil().max(1.0) as u64);
     let app = Router::new()
         .route(
             "/write",
-            post(write).route_layer(axum::middleware::from_fn_with_state(guard, leader_only)),
+            post(write)
+                .with_state(retry_after)
+                .route_layer(axum::middleware::from_fn_with_state(guard, leader_only)),
         )
         .route("/leader", get(leader).with_state(election))
         .merge(leader::runtime::axum::router(Routes::new(runtime)));
@@ -151,22 +157,32 @@ async fn hold(leadership: Leadership) {
     leadership.cancelled().await;
 }
 
+/// The `Retry-After` of a `503` from [`write`], in seconds.
+#[derive(Clone, Copy)]
+struct RetryAfter(u64);
+
 /// Applies a write, on the leader only (the guard sees to that), within its term.
-async fn write(Extension(leadership): Extension<Leadership>, body: String) -> (StatusCode, String) {
+async fn write(
+    State(RetryAfter(retry_after)): State<RetryAfter>,
+    Extension(leadership): Extension<Leadership>,
+    body: String,
+) -> Response {
     let me = leadership.identity();
     let token = leadership.fencing_token();
     // The term may have ended since the guard let the request in (`is_leading` reads the
-    // clock): then nothing is applied.
+    // clock): then nothing is applied, and the answer says when to retry, as the guard's do
+    // during a handover.
     if !leadership.is_leading() {
-        let text = format!("{me} stopped leading before applying it; retry\n");
-        return (StatusCode::SERVICE_UNAVAILABLE, text);
+        let text = format!("{me} stopped leading before applying it; retry in {retry_after} s\n");
+        let retry = [(header::RETRY_AFTER, retry_after.to_string())];
+        return (StatusCode::SERVICE_UNAVAILABLE, retry, text).into_response();
     }
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_micros());
     println!("{me}: applied {body} (fencing token {token}) at {micros}");
     let text = format!("{me} applied {body} (fencing token {token})\n");
-    (StatusCode::OK, text)
+    (StatusCode::OK, text).into_response()
 }
 
 /// Who leads, where, with which fencing token.
