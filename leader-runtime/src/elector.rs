@@ -167,7 +167,7 @@ impl Elector {
             }
             let wanted = interest.borrow_and_update().waiting > 0;
             let mut poll_at = None;
-            let mut expires_at = None;
+            let mut wake_at = None;
             if wanted {
                 match self.next_step() {
                     Step::Refresh => {
@@ -199,7 +199,7 @@ impl Elector {
                         Box::pin(self.read_before_claim(expiry)).await;
                         continue;
                     }
-                    Step::WaitUntil(at) => expires_at = Some(at),
+                    Step::WaitUntil(at) => wake_at = Some(at),
                     Step::WaitForChange => {}
                 }
                 if !self.feed.borrow().is_known() {
@@ -220,7 +220,7 @@ impl Elector {
                     }
                 }
                 _ = interest.changed() => {}
-                () = sleep_until_opt(expires_at) => {}
+                () = sleep_until_opt(wake_at) => {}
                 () = sleep_until_opt(poll_at) => {
                     if let Err(error) = Box::pin(self.refresh()).await {
                         Box::pin(self.failed(error)).await;
