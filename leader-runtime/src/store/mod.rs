@@ -49,10 +49,6 @@ impl fmt::Display for LeaseKey {
 
 /// The latest state of one Lease as a store's change feed knows it.
 #[derive(Clone, Debug, Default, PartialEq)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one value per lease, kept in a watch channel"
-)]
 pub enum Observation {
     /// The feed cannot vouch for the lease yet (not synced): whoever depends on it must poll
     /// with [`LeaseStore::get`] until it is.
