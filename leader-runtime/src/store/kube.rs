@@ -11,6 +11,12 @@
 //!   answer asks for if that is longer: never a backoff that grew while the API server was down.
 //!   Meanwhile the feeds are [`Observation::Interrupted`] with the error, and show their last
 //!   state again once the watch resumes from where it left. `410 Gone` relists at once.
+//! - Lists pick their resourceVersion as client-go's reflector does: the first one takes any
+//!   version (`resourceVersion=0`), which the API server answers from its watch cache at once
+//!   instead of waiting up to 100 ms for the cache to catch up with etcd; later ones take data
+//!   not older than what the watch has seen, and the latest after `410 Gone` from a list. A stale
+//!   first list cannot mislead an election: every claim is a compare-and-swap, and the watch
+//!   then delivers every change since the listed version.
 //! - `metadata.managedFields` is dropped from every Lease the store hands out: the election does
 //!   not read it, and it is most of a Lease's size. Replacing a lease without it keeps the
 //!   server's copy.
@@ -22,7 +28,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, ListParams, PostParams, VersionMatch, WatchEvent, WatchParams};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug};
@@ -558,22 +564,64 @@ struct Watch {
 /// Where a watch loop goes on from.
 enum Resume {
     /// List first: at the start, after `410 Gone`, or when asked to.
-    List,
+    List(ListFrom),
     /// Watch from this resourceVersion.
     From(String),
+}
+
+/// Which version of the leases a list asks for (client-go's reflector picks them the same way).
+#[derive(Clone, Debug, PartialEq)]
+enum ListFrom {
+    /// Any version (`resourceVersion=0`): the API server's watch cache answers at once. The
+    /// first list, when nothing has been seen that it could be older than.
+    Any,
+    /// A version not older than this resourceVersion, the last one seen: after `410 Gone` from
+    /// a watch, or to list for newly followed leases.
+    NotOlderThan(String),
+    /// The latest version, read from etcd: after a list at a version the server no longer has
+    /// (`410 Gone`) or does not have yet (`ResourceVersionTooLarge`).
+    Latest,
+}
+
+impl ListFrom {
+    fn params(&self, params: ListParams) -> ListParams {
+        match self {
+            Self::Any => params.match_any(),
+            Self::NotOlderThan(version) => params.at(version).matching(VersionMatch::NotOlderThan),
+            Self::Latest => params,
+        }
+    }
+
+    /// What to list from after a list from `self` failed with `error`.
+    fn after_failure(self, error: &kube::Error) -> Self {
+        let kube::Error::Api(status) = error else {
+            return self;
+        };
+        let unavailable = status.code == 410
+            || status.details.as_ref().is_some_and(|details| {
+                details
+                    .causes
+                    .iter()
+                    .any(|cause| cause.reason == "ResourceVersionTooLarge")
+            });
+        if unavailable { Self::Latest } else { self }
+    }
 }
 
 impl Watch {
     /// Lists, then watches from the list's resourceVersion, for as long as the task runs.
     async fn run(self) {
-        let mut resume = Resume::List;
+        let mut resume = Resume::List(ListFrom::Any);
         loop {
             let version = match resume {
                 Resume::From(version) => version,
-                Resume::List => match self.list().await {
+                Resume::List(from) => match self.list(&from).await {
                     Ok(version) => version,
                     Err(error) => {
+                        let from = from.after_failure(&error);
+                        let error = map_error(Verb::List, &self.namespace, self.lease(), error);
                         self.failed(error).await;
+                        resume = Resume::List(from);
                         continue;
                     }
                 },
@@ -590,11 +638,12 @@ impl Watch {
         }
     }
 
-    fn list_params(&self) -> ListParams {
-        match &self.scope {
+    fn list_params(&self, from: &ListFrom) -> ListParams {
+        let params = match &self.scope {
             Scope::Lease(name) => ListParams::default().fields(&format!("metadata.name={name}")),
             Scope::Namespace { .. } => ListParams::default(),
-        }
+        };
+        from.params(params)
     }
 
     fn watch_params(&self) -> WatchParams {
@@ -606,12 +655,8 @@ impl Watch {
     }
 
     /// Lists the leases of the scope and shows them; returns the list's resourceVersion.
-    async fn list(&self) -> Result<String> {
-        let list = self
-            .api
-            .list(&self.list_params())
-            .await
-            .map_err(|error| map_error(Verb::List, &self.namespace, self.lease(), error))?;
+    async fn list(&self, from: &ListFrom) -> kube::Result<String> {
+        let list = self.api.list(&self.list_params(from)).await?;
         let version = list.metadata.resource_version.clone().unwrap_or_default();
         debug!(leases = list.items.len(), "listed");
         lock(&self.state).listed(&self.scope, list.items);
@@ -627,7 +672,7 @@ impl Watch {
                 self.failed(map_error(Verb::Watch, &self.namespace, self.lease(), error))
                     .await;
                 return if gone {
-                    Resume::List
+                    Resume::List(ListFrom::NotOlderThan(version))
                 } else {
                     Resume::From(version)
                 };
@@ -646,7 +691,7 @@ impl Watch {
                 () = notified(relist.as_deref()) => {
                     // Gather the other leases of a burst, then list once for all of them.
                     tokio::time::sleep(RELIST_GATHER).await;
-                    return Resume::List;
+                    return Resume::List(ListFrom::NotOlderThan(version));
                 }
             };
             let event = match event {
@@ -680,7 +725,7 @@ impl Watch {
                 }
                 WatchEvent::Error(status) if status.code == 410 => {
                     debug!("the watch's resourceVersion is gone (410): listing again");
-                    return Resume::List;
+                    return Resume::List(ListFrom::NotOlderThan(version));
                 }
                 WatchEvent::Error(status) => {
                     let error = map_error(
@@ -990,5 +1035,47 @@ mod tests {
         assert_eq!(*feeds[0].borrow_and_update(), present("a", "w"));
         state.changed(&namespace, "other", Observation::Absent);
         assert_eq!(state.feeds.len(), 2);
+    }
+
+    #[test]
+    fn lists_ask_for_versions_as_client_go_s_reflector_does() {
+        let version = |from: &ListFrom| {
+            let params = from.params(ListParams::default());
+            (params.resource_version, params.version_match)
+        };
+        // The first list: any version, which the API server's watch cache answers at once.
+        assert_eq!(
+            version(&ListFrom::Any),
+            (Some("0".into()), Some(VersionMatch::NotOlderThan))
+        );
+        assert_eq!(
+            version(&ListFrom::NotOlderThan("42".into())),
+            (Some("42".into()), Some(VersionMatch::NotOlderThan))
+        );
+        assert_eq!(version(&ListFrom::Latest), (None, None));
+
+        // A version the server no longer has, or not yet: the latest, from etcd.
+        let api = |status: Status| kube::Error::Api(status.boxed());
+        let gone = api(Status::failure("too old resource version", "Expired").with_code(410));
+        let too_large = api(Status::failure("Too large resource version", "Timeout")
+            .with_code(504)
+            .with_details(kube::core::response::StatusDetails {
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                causes: vec![kube::core::response::StatusCause {
+                    reason: "ResourceVersionTooLarge".into(),
+                    message: "Too large resource version".into(),
+                    field: String::new(),
+                }],
+                retry_after_seconds: 1,
+            }));
+        let unavailable = api(Status::failure("unavailable", "ServiceUnavailable").with_code(503));
+        let from = || ListFrom::NotOlderThan("42".into());
+        assert_eq!(from().after_failure(&gone), ListFrom::Latest);
+        assert_eq!(from().after_failure(&too_large), ListFrom::Latest);
+        assert_eq!(from().after_failure(&unavailable), from());
+        assert_eq!(ListFrom::Any.after_failure(&unavailable), ListFrom::Any);
     }
 }
