@@ -68,7 +68,7 @@ async fn client_from(path: &std::path::Path) -> Result<kube::Client, Box<dyn std
     let kubeconfig = Kubeconfig::read_from(path)?;
     let config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(kube::Client::try_from(config)?)
+    Ok(leader::runtime::kube_client(config)?)
 }
 
 /// Parses the process's arguments into `T`, Go's forms included, and as Go does, the last of a

@@ -61,6 +61,7 @@ pub mod actix_web;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+mod client;
 mod config;
 mod election;
 mod elector;
@@ -83,6 +84,7 @@ mod runtime;
 pub mod store;
 pub mod testing;
 
+pub use client::kube_client;
 pub use config::{ElectionConfig, JITTER_FACTOR};
 pub use election::{Election, Leader, Leadership, LeaseStatus, Route};
 pub use error::{EVENT_RULE, Error, LEASE_RULE, POD_RULE, RBAC_RULES, Result, SERVICE_RULE, Verb};

@@ -334,8 +334,14 @@ impl RuntimeBuilder {
         self
     }
 
-    /// The API client to use. Default: inferred from the environment (in-cluster configuration,
-    /// then `$KUBECONFIG` or `~/.kube/config`).
+    /// The API client to use. Default: [`kube_client`](crate::kube_client) of the configuration
+    /// inferred from the environment (in-cluster configuration, then `$KUBECONFIG` or
+    /// `~/.kube/config`).
+    ///
+    /// A client from [`kube::Client::try_from`] or [`kube::Client::try_default`] works, but
+    /// leaves Nagle's algorithm on: the first request on each new connection waits about 40 ms,
+    /// which a start, a takeover after a crash and a recovery after an API server outage each
+    /// pay. [`kube_client`](crate::kube_client) builds the same client without that delay.
     pub fn client(mut self, client: kube::Client) -> Self {
         self.client = Some(client);
         self.store = None;
@@ -536,7 +542,7 @@ impl RuntimeBuilder {
                 (None, client) => {
                     let client = match client {
                         Some(client) => client,
-                        None => kube::Client::try_default()
+                        None => default_client()
                             .await
                             .map_err(|source| Error::NoKubeConfig { source })?,
                     };
@@ -608,6 +614,15 @@ impl RuntimeBuilder {
 }
 
 /// The store a runtime makes from its client: the runtime's retry period for its watches.
+/// The client of the configuration inferred from the environment, as
+/// [`kube::Client::try_default`] infers it.
+async fn default_client() -> kube::Result<kube::Client> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    crate::kube_client(config)
+}
+
 fn kube_store(
     client: kube::Client,
     config: &ElectionConfig,
