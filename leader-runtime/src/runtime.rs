@@ -613,7 +613,6 @@ impl RuntimeBuilder {
     }
 }
 
-/// The store a runtime makes from its client: the runtime's retry period for its watches.
 /// The client of the configuration inferred from the environment, as
 /// [`kube::Client::try_default`] infers it.
 async fn default_client() -> kube::Result<kube::Client> {
@@ -623,6 +622,7 @@ async fn default_client() -> kube::Result<kube::Client> {
     crate::kube_client(config)
 }
 
+/// The store a runtime makes from its client: the runtime's retry period for its watches.
 fn kube_store(
     client: kube::Client,
     config: &ElectionConfig,
