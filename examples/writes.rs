@@ -43,7 +43,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -114,14 +114,11 @@ async fn main() -> leader::Result<()> {
         Answer::Forward => OnFollower::Forward,
     };
     let guard = LeaderOnly::new(&election, on_follower);
-    // What the guard's `503` answers say in `Retry-After`: the retry period, in whole seconds.
-    let retry_after =
-        RetryAfter(election.config().retry_period.as_secs_f64().ceil().max(1.0) as u64);
     let app = Router::new()
         .route(
             "/write",
             post(write)
-                .with_state(retry_after)
+                .with_state(guard.clone())
                 .route_layer(axum::middleware::from_fn_with_state(guard, leader_only)),
         )
         .route("/leader", get(leader).with_state(election))
@@ -157,25 +154,18 @@ async fn hold(leadership: Leadership) {
     leadership.cancelled().await;
 }
 
-/// The `Retry-After` of a `503` from [`write`], in seconds.
-#[derive(Clone, Copy)]
-struct RetryAfter(u64);
-
 /// Applies a write, on the leader only (the guard sees to that), within its term.
 async fn write(
-    State(RetryAfter(retry_after)): State<RetryAfter>,
+    State(guard): State<LeaderOnly>,
     Extension(leadership): Extension<Leadership>,
     body: String,
 ) -> Response {
     let me = leadership.identity();
     let token = leadership.fencing_token();
     // The term may have ended since the guard let the request in (`is_leading` reads the
-    // clock): then nothing is applied, and the answer says when to retry, as the guard's do
-    // during a handover.
+    // clock): then nothing is applied, and the answer is the guard's during a handover.
     if !leadership.is_leading() {
-        let text = format!("{me} stopped leading before applying it; retry in {retry_after} s\n");
-        let retry = [(header::RETRY_AFTER, retry_after.to_string())];
-        return (StatusCode::SERVICE_UNAVAILABLE, retry, text).into_response();
+        return guard.term_ended();
     }
     let micros = SystemTime::now()
         .duration_since(UNIX_EPOCH)

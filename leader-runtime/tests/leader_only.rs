@@ -272,6 +272,27 @@ async fn without_a_leader_every_follower_answer_is_503_with_retry_after() {
     runtime.shutdown().await;
 }
 
+/// A handler that finds its term over after the guard let the request in answers as the guard
+/// does during a handover: `503`, `Retry-After`, nothing applied.
+#[tokio::test]
+async fn a_term_ended_under_a_handler_is_answered_as_a_handover() {
+    let store = InMemoryLeaseStore::new();
+    let runtime = support::runtime(&store, "late").await;
+    let election = runtime.election(LEASE).unwrap();
+    let guard =
+        LeaderOnly::new(&election, OnFollower::Refuse).retry_after(Duration::from_millis(2500));
+    let answer = guard.term_ended();
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()[http::header::RETRY_AFTER], "3");
+    let body = axum::body::to_bytes(answer.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.contains("stopped leading"), "{body}");
+    assert!(body.contains("retry in 3 s"), "{body}");
+    runtime.shutdown().await;
+}
+
 /// A holder that published this replica's own address is an earlier process of it (a container
 /// restarted in its pod keeps the pod's IP): this replica does not send requests to itself, it
 /// says a handover is going on; another replica sends them there.

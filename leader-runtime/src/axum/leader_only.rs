@@ -131,6 +131,18 @@ impl LeaderOnly {
         self
     }
 
+    /// The answer for a request this guard let through whose handler then finds the term over
+    /// ([`Leadership::is_leading`](crate::Leadership::is_leading) is false: the term ended in
+    /// between). It is the guard's own answer during a handover: `503` with `Retry-After`, and
+    /// the request was applied nowhere. Give the guard to the handler as state to answer with it.
+    pub fn term_ended(&self) -> Response {
+        let why = format!(
+            "this replica stopped leading `{}` before applying the request",
+            self.election.key()
+        );
+        self.unavailable(None, &why)
+    }
+
     /// The answer when nobody can handle the request now.
     fn unavailable(&self, leader: Option<&Leader>, why: &str) -> Response {
         let retry = self.retry_after.to_str().unwrap_or("1");
