@@ -570,7 +570,7 @@ enum Resume {
 }
 
 /// Which version of the leases a list asks for (client-go's reflector picks them the same way).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 enum ListFrom {
     /// Any version (`resourceVersion=0`): the API server's watch cache answers at once. The
     /// first list, when nothing has been seen that it could be older than.
